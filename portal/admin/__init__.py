@@ -1,0 +1,1 @@
+"""Administration: vendors, users, second-factor resets, session revocation, NDA publishing."""

@@ -1,0 +1,1 @@
+"""The tamper-evident access log: hash chain, signed checkpoints, export and verification."""

@@ -1,0 +1,100 @@
+"""The hash chain's canonical encoding, hashing and checkpoint signatures.
+
+This module depends on nothing but the standard library and `cryptography`, so that the
+offline verifier (`python -m portal.audit.verify`) runs from an export and a public key
+alone, without the portal's configuration or database.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import (
+    Ed25519PrivateKey,
+    Ed25519PublicKey,
+)
+
+GENESIS_HASH = "0" * 64
+
+EVENT_FIELDS = (
+    "seq",
+    "occurred_at",
+    "actor_id",
+    "actor",
+    "role",
+    "vendor",
+    "session_ref",
+    "ip",
+    "user_agent",
+    "action",
+    "target",
+    "outcome",
+    "details",
+)
+
+CHECKPOINT_DOMAIN = b"vendor-annotation-portal/audit-checkpoint/v1"
+
+
+def canonical_json(value: Any) -> str:
+    """Encode `value` the one way the chain accepts: sorted keys, no spaces, UTF-8."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def format_time(moment: datetime) -> str:
+    """Render a timestamp for hashing and export: UTC, microseconds, trailing Z."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def event_hash(prev_hash: str, event: Mapping[str, Any]) -> str:
+    """Hash an event: SHA-256 over the previous hash, a newline and the canonical event.
+
+    Only the fields in EVENT_FIELDS are covered; `event` may carry others (its own hash).
+    """
+    body = canonical_json({name: event[name] for name in EVENT_FIELDS})
+    return hashlib.sha256(prev_hash.encode("ascii") + b"\n" + body.encode("utf-8")).hexdigest()
+
+
+def checkpoint_message(seq: int, head_hash: str, signed_at: str) -> bytes:
+    """The exact bytes a checkpoint signature covers."""
+    return b"\n".join([CHECKPOINT_DOMAIN, str(seq).encode(), head_hash.encode("ascii"), signed_at.encode()])
+
+
+def public_key_id(public_key: Ed25519PublicKey) -> str:
+    """A short fingerprint that names the key a checkpoint was signed with."""
+    raw = public_key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    return hashlib.sha256(raw).hexdigest()[:16]
+
+
+def sign_checkpoint(private_key: Ed25519PrivateKey, seq: int, head_hash: str, signed_at: str) -> str:
+    """Sign a checkpoint and return the base64 signature."""
+    signature = private_key.sign(checkpoint_message(seq, head_hash, signed_at))
+    return base64.b64encode(signature).decode("ascii")
+
+
+def checkpoint_signature_valid(
+    public_key: Ed25519PublicKey, seq: int, head_hash: str, signed_at: str, signature: str
+) -> bool:
+    """Tell whether `signature` is the key's signature over this checkpoint."""
+    try:
+        public_key.verify(
+            base64.b64decode(signature, validate=True),
+            checkpoint_message(seq, head_hash, signed_at),
+        )
+    except (InvalidSignature, ValueError):
+        return False
+    return True
+
+
+def load_public_key(pem: bytes) -> Ed25519PublicKey:
+    """Load an Ed25519 public key from PEM; raise ValueError for anything else."""
+    key = serialization.load_pem_public_key(pem)
+    if not isinstance(key, Ed25519PublicKey):
+        raise ValueError("not an Ed25519 public key")
+    return key

@@ -1,0 +1,1 @@
+"""The NDA gate: published versions, acceptance, and the redirect that enforces it."""
