@@ -11,10 +11,14 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from portal.access import enforce_access
 from portal.admin.cli import nda_cli, users_cli, vendors_cli
 from portal.admin.views import bp as admin_bp
+from portal.api.cli import apikeys_cli
+from portal.api.views import bp as api_bp
 from portal.audit.cli import audit_cli
 from portal.auth.cookies import register_session_cookie
 from portal.auth.views import bp as auth_bp
 from portal.cli import db_cli, demo_command
+from portal.clips.cli import clips_cli, subjects_cli
+from portal.clips.views import bp as clips_bp
 from portal.config import PROJECT_ROOT, load_config
 from portal.errors import register_error_handlers
 from portal.extensions import csrf, db, limiter, login_manager
@@ -50,8 +54,9 @@ def create_app(env: Mapping[str, str] | None = None) -> Flask:
     csrf.init_app(app)
     limiter.init_app(app)
 
-    for blueprint in (auth_bp, nda_bp, home_bp, admin_bp):
+    for blueprint in (auth_bp, nda_bp, home_bp, admin_bp, clips_bp, api_bp):
         app.register_blueprint(blueprint)
+    csrf.exempt(api_bp)
 
     register_error_handlers(app)
 
@@ -59,6 +64,16 @@ def create_app(env: Mapping[str, str] | None = None) -> Flask:
     register_security_headers(app)
     register_session_cookie(app)
 
-    for group in (db_cli, demo_command, vendors_cli, users_cli, nda_cli, audit_cli):
+    for group in (
+        db_cli,
+        demo_command,
+        vendors_cli,
+        users_cli,
+        nda_cli,
+        audit_cli,
+        apikeys_cli,
+        clips_cli,
+        subjects_cli,
+    ):
         app.cli.add_command(group)
     return app

@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 from flask import Response, current_app, g, redirect, request, url_for
 from flask_login import current_user
 
+from portal.api.keys import require_api_key
 from portal.auth.models import Role
 from portal.exceptions import AccessDenied
 from portal.nda.services import has_accepted_current_nda
@@ -35,10 +36,11 @@ class Gate(enum.IntEnum):
 
 @dataclass(frozen=True)
 class AccessRule:
-    """What a view requires: a gate and, optionally, a set of roles."""
+    """What a view requires: a gate and, optionally, a set of roles or an API key scope."""
 
     gate: Gate
     roles: frozenset[Role] | None = None
+    api_scope: str | None = None
 
 
 def _declare(rule: AccessRule) -> Callable[[F], F]:
@@ -72,6 +74,14 @@ def signed_in(view: F) -> F:
 def role_required(*roles: Role) -> Callable[[F], F]:
     """The whole gate chain passed and the user has one of `roles`."""
     return _declare(AccessRule(Gate.NDA, frozenset(roles)))
+
+
+def api_key_required(scope: str) -> Callable[[F], F]:
+    """A service client with an unrevoked API key of `scope` (Authorization: Bearer).
+
+    No session, no gate chain: a signed-in person without a key is refused too.
+    """
+    return _declare(AccessRule(Gate.PUBLIC, api_scope=scope))
 
 
 def wants_json() -> bool:
@@ -111,6 +121,9 @@ def enforce_access() -> Response | None:
     rule: AccessRule | None = getattr(view, "access_rule", None)
     if rule is None:
         raise AccessDenied("view declares no access rule")
+    if rule.api_scope is not None:
+        require_api_key(rule.api_scope)
+        return None
     if rule.gate is Gate.PUBLIC:
         return None
     if not current_user.is_authenticated:

@@ -67,3 +67,4 @@ def demo_command() -> None:
     for line in lines:
         click.echo("  " + line)
     click.echo(f"(also written to {path})")
+    click.echo("Demo clips with fake personal data are ingested: see Clips in the admin's menu.")

@@ -40,6 +40,9 @@ def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
     raise ConfigError(f"{name} must be true or false, got {raw!r}")
 
 
+STORAGE_BACKENDS = ("local", "s3")
+
+
 def load_config(env: Mapping[str, str] | None = None) -> dict[str, object]:
     """Build the Flask config mapping from `env` (default: the process environment).
 
@@ -53,6 +56,11 @@ def load_config(env: Mapping[str, str] | None = None) -> dict[str, object]:
     production = mode == "production"
     instance_path = Path(env.get("PORTAL_INSTANCE_PATH", PROJECT_ROOT / "instance"))
     secure = _bool(env, "PORTAL_SECURE_COOKIES", production)
+    storage = env.get("PORTAL_STORAGE", "local")
+    if storage not in STORAGE_BACKENDS:
+        raise ConfigError(f"PORTAL_STORAGE must be one of {', '.join(STORAGE_BACKENDS)}, got {storage!r}")
+    if storage == "s3" and not env.get("PORTAL_S3_BUCKET"):
+        raise ConfigError("PORTAL_STORAGE=s3 needs PORTAL_S3_BUCKET")
     cookie_prefix = "__Host-" if secure else ""
     return {
         "PORTAL_ENV": mode,
@@ -83,7 +91,20 @@ def load_config(env: Mapping[str, str] | None = None) -> dict[str, object]:
         "PROXY_HOPS": _int(env, "PORTAL_PROXY_HOPS", 0),
         "LOG_LEVEL": env.get("PORTAL_LOG_LEVEL", "INFO"),
         "WTF_CSRF_TIME_LIMIT": None,
-        "WTF_CSRF_SSL_STRICT": secure,
+        # Flask-WTF's HTTPS check wants a same-origin Referer, which `Referrer-Policy: no-referrer`
+        # stops browsers from sending: it would refuse every form. The token (in a __Host- cookie
+        # session) and SameSite cookies are the CSRF defence.
+        "WTF_CSRF_SSL_STRICT": False,
         "MAX_CONTENT_LENGTH": _int(env, "PORTAL_MAX_REQUEST_BYTES", 64 * 1024 * 1024),
         "TESTING": mode == "testing",
+        "CLIP_STORAGE": storage,
+        "CLIP_STORAGE_PATH": Path(env.get("PORTAL_STORAGE_PATH", instance_path / "clips")),
+        "S3_BUCKET": env.get("PORTAL_S3_BUCKET", ""),
+        "S3_PREFIX": env.get("PORTAL_S3_PREFIX", "clips/"),
+        "S3_ENDPOINT_URL": env.get("PORTAL_S3_ENDPOINT_URL") or None,
+        "S3_REGION": env.get("PORTAL_S3_REGION") or None,
+        "MAX_CLIP_BYTES": _int(env, "PORTAL_MAX_CLIP_BYTES", 32 * 1024 * 1024),
+        "MAX_CLIP_SECONDS": _int(env, "PORTAL_MAX_CLIP_SECONDS", 600),
+        "RETENTION_DAYS": _int(env, "PORTAL_RETENTION_DAYS", 90),
+        "TONE_OVER_REDACTIONS": _bool(env, "PORTAL_TONE_OVER_REDACTIONS", True),
     }

@@ -25,11 +25,17 @@ from portal.config import ConfigError
 
 @dataclass(frozen=True)
 class Keys:
-    """The secrets one portal process works with."""
+    """The secrets one portal process works with.
+
+    `pseudonym_key` keys the HMAC that turns source user and device ids into pseudonyms;
+    `master_key` wraps each clip's data key. Both are 32 bytes, base64 in their files.
+    """
 
     secret_key: bytes
     field_key: bytes
     audit_signing_key: Ed25519PrivateKey
+    pseudonym_key: bytes
+    master_key: bytes
 
 
 def _new_secret_key() -> bytes:
@@ -38,6 +44,15 @@ def _new_secret_key() -> bytes:
 
 def _new_field_key() -> bytes:
     return base64.b64encode(secrets.token_bytes(32))
+
+
+def _read_aes_key(
+    name: str, filename: str, keys_dir: Path, may_generate: bool, env: Mapping[str, str]
+) -> bytes:
+    key = base64.b64decode(_read_secret(name, filename, _new_field_key, keys_dir, may_generate, env))
+    if len(key) != 32:
+        raise ConfigError(f"PORTAL_{name} must be 32 bytes, base64-encoded")
+    return key
 
 
 def _new_signing_key() -> bytes:
@@ -87,7 +102,13 @@ def load_keys(keys_dir: Path, may_generate: bool, env: Mapping[str, str] | None 
     signing_key = serialization.load_pem_private_key(signing_pem, password=None)
     if not isinstance(signing_key, Ed25519PrivateKey):
         raise ConfigError("PORTAL_AUDIT_SIGNING_KEY must be an Ed25519 private key")
-    return Keys(secret_key=secret_key, field_key=field_key, audit_signing_key=signing_key)
+    return Keys(
+        secret_key=secret_key,
+        field_key=field_key,
+        audit_signing_key=signing_key,
+        pseudonym_key=_read_aes_key("PSEUDONYM_KEY", "pseudonym.key", keys_dir, may_generate, env),
+        master_key=_read_aes_key("MASTER_KEY", "master.key", keys_dir, may_generate, env),
+    )
 
 
 def portal_keys() -> Keys:

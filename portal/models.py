@@ -1,19 +1,28 @@
 """Import every model so that `Base.metadata` knows the whole schema (Alembic compares it)."""
 
+from portal.api.models import ApiKey
 from portal.audit.models import AuditCheckpoint, AuditEvent, AuditHead
 from portal.auth.models import RecoveryCode, User, UserSession, Vendor
+from portal.clips.models import Clip, ClipRedaction, VendorIngestPolicy
 from portal.db import Base
 from portal.nda.models import NdaAcceptance, NdaVersion
+from portal.tasks.models import ClipVendor, Task
 
 __all__ = [
+    "ApiKey",
     "AuditCheckpoint",
     "AuditEvent",
     "AuditHead",
     "Base",
+    "Clip",
+    "ClipRedaction",
+    "ClipVendor",
     "NdaAcceptance",
     "NdaVersion",
     "RecoveryCode",
+    "Task",
     "User",
     "UserSession",
     "Vendor",
+    "VendorIngestPolicy",
 ]

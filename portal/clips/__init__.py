@@ -1,0 +1,1 @@
+"""Clips: consent-checked, de-identified, encrypted ingest; erasure and retention."""
