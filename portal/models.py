@@ -6,7 +6,9 @@ from portal.auth.models import RecoveryCode, User, UserSession, Vendor
 from portal.clips.models import Clip, ClipRedaction, VendorIngestPolicy
 from portal.db import Base
 from portal.nda.models import NdaAcceptance, NdaVersion
-from portal.tasks.models import ClipVendor, Task
+from portal.outbox.models import OutboxEntry, OutboxHead
+from portal.playback.models import PlaybackGrant
+from portal.tasks.models import ClipVendor, ProblemReport, Submission, Task, TaskLease
 
 __all__ = [
     "ApiKey",
@@ -19,8 +21,14 @@ __all__ = [
     "ClipVendor",
     "NdaAcceptance",
     "NdaVersion",
+    "OutboxEntry",
+    "OutboxHead",
+    "PlaybackGrant",
+    "ProblemReport",
     "RecoveryCode",
+    "Submission",
     "Task",
+    "TaskLease",
     "User",
     "UserSession",
     "Vendor",

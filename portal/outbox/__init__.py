@@ -1,0 +1,1 @@
+"""Accepted corrections, in commit order, for the speech team's service client."""

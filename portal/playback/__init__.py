@@ -1,0 +1,1 @@
+"""Streaming without download links: short-lived playback grants and range requests."""
