@@ -92,12 +92,19 @@ def wants_json() -> bool:
     return best == "application/json" or request.is_json
 
 
+SIGN_IN_PATHS = ("/login", "/logout", "/2fa")
+
+
 def safe_next(target: str | None) -> str | None:
-    """Return `target` if it is a path on this site, else None (no open redirects)."""
+    """Return `target` if it is a page of this site worth returning to, else None.
+
+    Refuses anything with a scheme or host (no open redirects) and the sign-in steps
+    themselves, which would only loop or answer 405.
+    """
     if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
         return None
     parts = urlsplit(target)
-    if parts.scheme or parts.netloc:
+    if parts.scheme or parts.netloc or parts.path.startswith(SIGN_IN_PATHS):
         return None
     return target
 

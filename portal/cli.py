@@ -11,6 +11,7 @@ import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config as AlembicConfig
 from flask import current_app
+from flask.cli import AppGroup, with_appcontext
 
 from portal.audit.services import Actor
 from portal.auth.models import User
@@ -32,7 +33,7 @@ def alembic_config() -> AlembicConfig:
     return config
 
 
-db_cli = click.Group("db", help="Database schema (Alembic migrations).")
+db_cli = AppGroup("db", help="Database schema (Alembic migrations).")
 
 
 @db_cli.command("upgrade")
@@ -53,6 +54,7 @@ DEMO_NDA = PROJECT_ROOT / "portal" / "demo" / "nda-v1.txt"
 
 
 @click.command("demo")
+@with_appcontext
 def demo_command() -> None:
     """Create the demo vendor, one user per role and NDA v1; print the passwords."""
     credentials = create_demo(cli_actor(), DEMO_NDA.read_text(encoding="utf-8"))

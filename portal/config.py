@@ -40,6 +40,19 @@ def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
     raise ConfigError(f"{name} must be true or false, got {raw!r}")
 
 
+def _rate(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number from 0 to 1, got {raw!r}") from None
+    if not 0.0 <= value <= 1.0:
+        raise ConfigError(f"{name} must be a number from 0 to 1, got {raw!r}")
+    return value
+
+
 STORAGE_BACKENDS = ("local", "s3")
 
 
@@ -107,4 +120,6 @@ def load_config(env: Mapping[str, str] | None = None) -> dict[str, object]:
         "MAX_CLIP_SECONDS": _int(env, "PORTAL_MAX_CLIP_SECONDS", 600),
         "RETENTION_DAYS": _int(env, "PORTAL_RETENTION_DAYS", 90),
         "TONE_OVER_REDACTIONS": _bool(env, "PORTAL_TONE_OVER_REDACTIONS", True),
+        "LEASE_MINUTES": _int(env, "PORTAL_LEASE_MINUTES", 10),
+        "REVIEW_SAMPLE_RATE": _rate(env, "PORTAL_REVIEW_SAMPLE_RATE", 1.0),
     }

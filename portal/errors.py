@@ -84,7 +84,12 @@ def handle_http_exception(error: HTTPException) -> Response:
         _audit_refusal("access.denied", error.description or "forbidden")
     elif status == 429:
         _audit_refusal("access.rate_limited", str(error.description))
-    return error_response(status)
+    response = error_response(status)
+    for name in ("Allow", "Retry-After"):
+        value = dict(error.get_headers()).get(name)
+        if value:
+            response.headers[name] = value
+    return response
 
 
 def handle_unexpected(error: Exception) -> Response:

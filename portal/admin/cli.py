@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import click
+from flask.cli import AppGroup
 
 from portal.admin import services
 from portal.auth.models import Role, User
@@ -16,9 +17,10 @@ from portal.exceptions import PortalError
 from portal.extensions import db
 from portal.nda.services import publish_nda
 
-vendors_cli = click.Group("vendors", help="Vendor organisations.")
-users_cli = click.Group("users", help="User accounts.")
-nda_cli = click.Group("nda", help="NDA versions.")
+# AppGroup runs each command inside an app context, whoever invokes it (flask CLI or test runner).
+vendors_cli = AppGroup("vendors", help="Vendor organisations.")
+users_cli = AppGroup("users", help="User accounts.")
+nda_cli = AppGroup("nda", help="NDA versions.")
 
 
 def _fail(refusal: PortalError) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from flask_wtf import FlaskForm
 from wtforms import EmailField, SelectField, StringField
+from wtforms.fields import SelectChoice
 from wtforms.validators import DataRequired, Length
 
 from portal.auth.models import Role
@@ -16,5 +17,5 @@ class VendorForm(FlaskForm):
 class UserForm(FlaskForm):
     email = EmailField("Email", validators=[DataRequired(), Length(max=254)])
     full_name = StringField("Full name", validators=[Length(max=200)])
-    role = SelectField("Role", choices=[(role.value, role.value.title()) for role in Role])
-    vendor = SelectField("Vendor", choices=[("", "Internal (no vendor)")])
+    role = SelectField("Role", choices=[SelectChoice(role.value, role.value.title()) for role in Role])
+    vendor = SelectField("Vendor", choices=[SelectChoice("", "Internal (no vendor)")])

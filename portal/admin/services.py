@@ -11,11 +11,10 @@ import sqlalchemy as sa
 from portal.audit.services import Actor, record_event
 from portal.auth import passwords, sessions
 from portal.auth.models import EndReason, RecoveryCode, Role, User, UserSession, Vendor
-from portal.auth.services import normalise_email
+from portal.auth.services import EMAIL_SHAPE, normalise_email
 from portal.exceptions import PortalError
 from portal.extensions import db
 
-EMAIL_PATTERN = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 VENDOR_NAME_PATTERN = re.compile(r"^[\w][\w .&'-]{1,118}$")
 VENDOR_ROLES = {Role.ANNOTATOR, Role.SUPERVISOR}
 
@@ -61,7 +60,7 @@ def create_user(
     Supervisors without a vendor are internal and see every vendor.
     """
     email = normalise_email(email)
-    if not EMAIL_PATTERN.match(email) or len(email) > 254:
+    if not EMAIL_SHAPE.match(email) or len(email) > 254:
         raise PortalError("email_invalid", "Enter a valid email address.")
     if db.session.scalar(sa.select(User.id).where(User.email == email)):
         raise PortalError("email_taken", "An account with this email already exists.")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 from flask import Blueprint, Response, abort, flash, redirect, render_template, url_for
+from wtforms.fields import SelectChoice
 
 from portal.access import role_required
 from portal.admin import services
@@ -24,8 +25,8 @@ bp = Blueprint("admin", __name__, url_prefix="/admin")
 
 def _user_form() -> UserForm:
     form = UserForm()
-    form.vendor.choices = [("", "Internal (no vendor)")] + [
-        (str(vendor.id), vendor.name) for vendor, _ in services.list_vendors()
+    form.vendor.choices = [SelectChoice("", "Internal (no vendor)")] + [
+        SelectChoice(str(vendor.id), vendor.name) for vendor, _ in services.list_vendors()
     ]
     return form
 

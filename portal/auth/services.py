@@ -8,16 +8,21 @@ sign-in form does not reveal which accounts exist or which are locked.
 
 from __future__ import annotations
 
+import hashlib
+import re
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 import sqlalchemy as sa
+from sqlalchemy.orm.attributes import set_committed_value
 
 from portal.audit.models import Outcome
 from portal.audit.services import Actor, record_event
 from portal.auth import passwords, second_factor, sessions
 from portal.auth.models import EndReason, User, UserSession
 from portal.extensions import db
+
+EMAIL_SHAPE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
 
 @dataclass(frozen=True)
@@ -50,15 +55,36 @@ def actor_for(user: User, base: Actor, user_session: UserSession | None = None) 
     )
 
 
+def _typed_identity(email: str) -> str:
+    """What to log for an unknown account: the address if it looks like one, else a hash.
+
+    People sometimes type their password into the email field; the audit log is
+    append-only, so anything that is not shaped like an address is kept only as a digest.
+    """
+    typed = normalise_email(email)
+    if EMAIL_SHAPE.match(typed) and len(typed) <= 254:
+        return typed
+    return "unrecognised:" + hashlib.sha256(typed.encode()).hexdigest()[:16]
+
+
 def _is_locked(user: User, now: datetime) -> bool:
     return user.locked_until is not None and user.locked_until > now
 
 
 def _register_failure(user: User, now: datetime, lockout: LockoutPolicy, actor: Actor) -> None:
-    user.failed_attempts += 1
-    if user.failed_attempts >= lockout.threshold:
+    """Count one failure in one UPDATE: parallel guesses must not overwrite each other's count."""
+    failures = db.session.execute(
+        sa.update(User)
+        .where(User.id == user.id)
+        .values(failed_attempts=User.failed_attempts + 1)
+        .returning(User.failed_attempts)
+        .execution_options(synchronize_session=False)
+    ).scalar_one()
+    set_committed_value(user, "failed_attempts", failures)
+    if failures >= lockout.threshold:
         user.locked_until = now + lockout.duration
         user.failed_attempts = 0
+        db.session.flush()
         record_event(
             actor,
             "auth.lockout",
@@ -85,7 +111,7 @@ def sign_in_with_password(
     password_ok = passwords.verify_password(user.password_hash if user else None, password)
     if user is None:
         record_event(
-            replace(request_actor, label=normalise_email(email)[:254]),
+            replace(request_actor, label=_typed_identity(email)),
             "auth.sign_in",
             outcome=Outcome.FAILED,
             details={"reason": "unknown_account"},
@@ -150,14 +176,15 @@ def verify_second_factor(
     step = second_factor.matching_step(second_factor.decrypt_secret(user), code, now)
     if step is not None:
         if not second_factor.claim_step(user, step):
-            record_event(
+            _fail_second_factor(
+                user,
+                user_session,
+                now,
+                lockout,
                 actor,
-                "auth.second_factor",
-                outcome=Outcome.DENIED,
-                target=target,
-                details={"method": method, "reason": "replay"},
+                {"method": "totp", "reason": "replay"},
+                Outcome.DENIED,
             )
-            _fail_second_factor(user, user_session, now, lockout, actor)
             return None
     elif second_factor.use_recovery_code(user, code, now):
         method = "recovery_code"
@@ -168,22 +195,27 @@ def verify_second_factor(
             details={"remaining": second_factor.remaining_recovery_codes(user)},
         )
     else:
-        record_event(
-            actor,
-            "auth.second_factor",
-            outcome=Outcome.FAILED,
-            target=target,
-            details={"reason": "wrong_code"},
-        )
-        _fail_second_factor(user, user_session, now, lockout, actor)
+        _fail_second_factor(user, user_session, now, lockout, actor, {"reason": "wrong_code"}, Outcome.FAILED)
         return None
     return _complete_second_factor(user, user_session, now, actor, method)
 
 
 def _fail_second_factor(
-    user: User, user_session: UserSession, now: datetime, lockout: LockoutPolicy, actor: Actor
+    user: User,
+    user_session: UserSession,
+    now: datetime,
+    lockout: LockoutPolicy,
+    actor: Actor,
+    details: dict[str, str],
+    outcome: Outcome,
 ) -> None:
+    """Count the failure, then audit it; lock and end the pending session past the threshold.
+
+    The user row is updated before the audit head is locked, the same order as the
+    password step, so concurrent attempts on one account cannot deadlock.
+    """
     _register_failure(user, now, lockout, actor)
+    record_event(actor, "auth.second_factor", outcome=outcome, target=f"user:{user.id}", details=details)
     if _is_locked(user, now):
         sessions.end_session(user_session, EndReason.REVOKED, now, actor)
 

@@ -64,6 +64,15 @@ limit_per_ip = limiter.limit(_per_ip_limit, methods=["POST"])
 limit_per_account = limiter.limit(_per_account_limit, methods=["POST"], key_func=_account_key)
 
 
+def _signed_out_response() -> Response:
+    """Back to the sign-in page, with the browser told to forget this site's data."""
+    session.clear()
+    clear_session_cookie()
+    response = redirect(url_for("auth.login"))
+    response.headers["Clear-Site-Data"] = CLEAR_SITE_DATA
+    return response
+
+
 def _next_url() -> str:
     return safe_next(request.args.get("next")) or url_for("home.index")
 
@@ -77,7 +86,7 @@ def login() -> str | Response | tuple[str, int]:
     form = LoginForm()
     if form.validate_on_submit():
         now = utcnow()
-        if g.get("user_session") is not None:
+        if current_user.is_authenticated:
             services.sign_out(g.user_session, request_origin(), now)
         result = services.sign_in_with_password(
             form.email.data or "",
@@ -167,11 +176,7 @@ def logout() -> Response:
     """End this session and ask the browser to forget everything of this site."""
     services.sign_out(g.user_session, request_origin(), utcnow())
     db.session.commit()
-    session.clear()
-    clear_session_cookie()
-    response = redirect(url_for("auth.login"))
-    response.headers["Clear-Site-Data"] = CLEAR_SITE_DATA
-    return response
+    return _signed_out_response()
 
 
 @bp.route("/account/sessions")
@@ -197,8 +202,7 @@ def end_my_session(ref: str) -> Response:
     sessions.end_session(target, EndReason.REVOKED, utcnow(), request_actor())
     db.session.commit()
     if target.id == g.user_session.id:
-        clear_session_cookie()
-        return redirect(url_for("auth.login"))
+        return _signed_out_response()
     flash("That session has been signed out.", "info")
     return redirect(url_for("auth.my_sessions"))
 
@@ -209,8 +213,4 @@ def end_all_my_sessions() -> Response:
     """Sign out everywhere, this browser included."""
     sessions.end_all_sessions(current_user, EndReason.SIGNED_OUT_EVERYWHERE, utcnow(), request_actor())
     db.session.commit()
-    session.clear()
-    clear_session_cookie()
-    response = redirect(url_for("auth.login"))
-    response.headers["Clear-Site-Data"] = CLEAR_SITE_DATA
-    return response
+    return _signed_out_response()

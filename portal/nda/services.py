@@ -80,6 +80,9 @@ def accept_nda(user: User, version: int, full_name: str, actor: Actor, now: date
     full_name = " ".join(full_name.split())
     if len(full_name) < 2 or len(full_name) > 200:
         raise PortalError("nda_name_required", "Type your full name to sign.")
+    # Lock the user's row so a double-submitted form waits here instead of colliding on
+    # the unique (user, version) constraint.
+    db.session.execute(sa.select(User.id).where(User.id == user.id).with_for_update())
     acceptance = db.session.scalar(
         sa.select(NdaAcceptance).where(
             NdaAcceptance.user_id == user.id, NdaAcceptance.nda_version_id == current.id

@@ -1,0 +1,91 @@
+"""Configuration from PORTAL_* variables: production refuses to run without its secrets."""
+
+from __future__ import annotations
+
+import shutil
+import stat
+from pathlib import Path
+
+import pytest
+
+from portal import create_app
+from portal.config import ConfigError, load_config
+from portal.keys import load_keys
+
+
+def _env(tmp_path: Path, **overrides: str) -> dict[str, str]:
+    env = {
+        "PORTAL_INSTANCE_PATH": str(tmp_path / "instance"),
+        "PORTAL_DATABASE_URL": f"sqlite:///{tmp_path / 'unused.sqlite3'}",
+        "PORTAL_LOG_LEVEL": "WARNING",
+    }
+    env.update(overrides)
+    return env
+
+
+def test_production_refuses_to_start_without_keys(tmp_path):
+    keys_dir = tmp_path / "empty-keys"
+    with pytest.raises(ConfigError, match="must be set"):
+        create_app(_env(tmp_path, PORTAL_ENV="production", PORTAL_KEYS_DIR=str(keys_dir)))
+    assert not keys_dir.exists() or list(keys_dir.iterdir()) == [], "production generated a key"
+
+
+def test_production_refuses_each_missing_key(tmp_path):
+    complete = tmp_path / "complete"
+    load_keys(complete, True, {})
+    key_files = sorted(path.name for path in complete.iterdir())
+    assert {"secret_key", "field.key", "audit-signing.pem"} <= set(key_files)
+    for missing in key_files:
+        partial = tmp_path / f"without-{missing}"
+        shutil.copytree(complete, partial)
+        (partial / missing).unlink()
+        with pytest.raises(ConfigError, match="must be set"):
+            create_app(_env(tmp_path, PORTAL_ENV="production", PORTAL_KEYS_DIR=str(partial)))
+        assert not (partial / missing).exists()
+
+
+def test_production_starts_with_its_keys(tmp_path):
+    keys_dir = tmp_path / "keys"
+    load_keys(keys_dir, True, {})
+    app = create_app(_env(tmp_path, PORTAL_ENV="production", PORTAL_KEYS_DIR=str(keys_dir)))
+    assert app.secret_key == (keys_dir / "secret_key").read_bytes().strip()
+    assert app.config["SECURE_COOKIES"] and app.config["HSTS"]
+    assert app.config["AUTH_COOKIE_NAME"] == "__Host-portal_session"
+    assert app.config["SESSION_COOKIE_NAME"] == "__Host-portal_csrf"
+    assert not app.config["TESTING"]
+
+
+def test_development_generates_private_key_files(tmp_path):
+    app = create_app(_env(tmp_path, PORTAL_ENV="development"))
+    keys_dir = tmp_path / "instance" / "keys"
+    files = list(keys_dir.iterdir())
+    assert files
+    for path in files:
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600, path.name
+    assert app.secret_key == (keys_dir / "secret_key").read_bytes().strip()
+    assert not app.config["SECURE_COOKIES"] and not app.config["HSTS"]
+    assert app.config["AUTH_COOKIE_NAME"] == "portal_session"
+    # A second start reuses the keys rather than replacing them.
+    assert create_app(_env(tmp_path, PORTAL_ENV="development")).secret_key == app.secret_key
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("PORTAL_ENV", "prod"),
+        ("PORTAL_SESSION_IDLE_MINUTES", "fifteen"),
+        ("PORTAL_SECURE_COOKIES", "maybe"),
+    ],
+)
+def test_invalid_settings_are_refused(tmp_path, variable, value):
+    with pytest.raises(ConfigError, match=variable):
+        load_config(_env(tmp_path, **{variable: value}))
+
+
+def test_defaults_match_the_design(tmp_path):
+    config = load_config(_env(tmp_path))
+    assert config["PORTAL_ENV"] == "development"
+    assert (config["SESSION_IDLE_MINUTES"], config["SESSION_ABSOLUTE_HOURS"]) == (15, 12)
+    assert config["RATELIMIT_STORAGE_URI"] == "memory://"
+    assert config["SESSION_COOKIE_HTTPONLY"] and config["SESSION_COOKIE_SAMESITE"] in ("Lax", "Strict")
+    assert config["ARGON2_TIME_COST"] >= 3 and config["ARGON2_MEMORY_COST"] >= 65536
