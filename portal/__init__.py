@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from portal.access import enforce_access
+from portal.access import enforce_access, through_gates
 from portal.admin.cli import nda_cli, users_cli, vendors_cli
 from portal.admin.views import bp as admin_bp
 from portal.api.cli import apikeys_cli
@@ -26,6 +26,9 @@ from portal.headers import register_security_headers
 from portal.home import bp as home_bp
 from portal.keys import load_keys
 from portal.nda.views import bp as nda_bp
+from portal.outbox.cli import corrections_cli
+from portal.review.views import bp as review_bp
+from portal.tasks.views import bp as tasks_bp
 
 
 def create_app(env: Mapping[str, str] | None = None) -> Flask:
@@ -54,13 +57,14 @@ def create_app(env: Mapping[str, str] | None = None) -> Flask:
     csrf.init_app(app)
     limiter.init_app(app)
 
-    for blueprint in (auth_bp, nda_bp, home_bp, admin_bp, clips_bp, api_bp):
+    for blueprint in (auth_bp, nda_bp, home_bp, admin_bp, clips_bp, api_bp, review_bp, tasks_bp):
         app.register_blueprint(blueprint)
     csrf.exempt(api_bp)
 
     register_error_handlers(app)
 
     app.before_request(enforce_access)
+    app.jinja_env.globals["through_gates"] = through_gates
     register_security_headers(app)
     register_session_cookie(app)
 
@@ -74,6 +78,7 @@ def create_app(env: Mapping[str, str] | None = None) -> Flask:
         apikeys_cli,
         clips_cli,
         subjects_cli,
+        corrections_cli,
     ):
         app.cli.add_command(group)
     return app

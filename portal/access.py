@@ -120,6 +120,17 @@ def _redirect_to(endpoint: str) -> Response:
     return redirect(url_for(endpoint, next=safe_next(next_path)))
 
 
+def through_gates() -> bool:
+    """Whether the current user has passed every gate (templates show navigation only then)."""
+    user_session = g.get("user_session")
+    return bool(
+        current_user.is_authenticated
+        and user_session is not None
+        and user_session.mfa_verified
+        and has_accepted_current_nda(current_user)
+    )
+
+
 def enforce_access() -> Response | None:
     """Apply the view's access rule; registered as a `before_request` hook."""
     if request.endpoint is None or request.endpoint == "static":
