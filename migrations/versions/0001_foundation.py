@@ -181,6 +181,7 @@ def upgrade() -> None:
 
 
 APPEND_ONLY_TABLES = ("audit_events", "audit_checkpoints")
+APPEND_ONLY_KEYS = {"audit_events": "seq", "audit_checkpoints": "id"}
 
 
 def _create_sqlite_guards() -> None:
@@ -190,6 +191,14 @@ def _create_sqlite_guards() -> None:
                 f"CREATE TRIGGER {table}_no_{verb.lower()} BEFORE {verb} ON {table} "
                 f"BEGIN SELECT RAISE(ABORT, '{table} is append-only'); END"
             )
+        # INSERT OR REPLACE removes the row it collides with without firing DELETE triggers
+        # (SQLite's recursive_triggers is off by default), so a colliding insert is refused.
+        key = APPEND_ONLY_KEYS[table]
+        op.execute(
+            f"CREATE TRIGGER {table}_no_replace BEFORE INSERT ON {table} "
+            f"WHEN EXISTS (SELECT 1 FROM {table} WHERE {key} = NEW.{key}) "
+            f"BEGIN SELECT RAISE(ABORT, '{table} is append-only'); END"
+        )
 
 
 def _create_postgresql_guards() -> None:

@@ -3,6 +3,11 @@
 This module depends on nothing but the standard library and `cryptography`, so that the
 offline verifier (`python -m portal.audit.verify`) runs from an export and a public key
 alone, without the portal's configuration or database.
+
+Two kinds of signature cover (sequence number, head hash, signing time), told apart by a
+domain prefix: checkpoints, stored in the database as the chain grows, and the seal that
+ends an export. A stored checkpoint therefore cannot be passed off as the seal of an
+export cut short at that point.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import (
     Ed25519PrivateKey,
@@ -40,6 +45,7 @@ EVENT_FIELDS = (
 )
 
 CHECKPOINT_DOMAIN = b"vendor-annotation-portal/audit-checkpoint/v1"
+SEAL_DOMAIN = b"vendor-annotation-portal/audit-export-seal/v1"
 
 
 def canonical_json(value: Any) -> str:
@@ -61,9 +67,9 @@ def event_hash(prev_hash: str, event: Mapping[str, Any]) -> str:
     return hashlib.sha256(prev_hash.encode("ascii") + b"\n" + body.encode("utf-8")).hexdigest()
 
 
-def checkpoint_message(seq: int, head_hash: str, signed_at: str) -> bytes:
-    """The exact bytes a checkpoint signature covers."""
-    return b"\n".join([CHECKPOINT_DOMAIN, str(seq).encode(), head_hash.encode("ascii"), signed_at.encode()])
+def checkpoint_message(seq: int, head_hash: str, signed_at: str, domain: bytes = CHECKPOINT_DOMAIN) -> bytes:
+    """The exact bytes a checkpoint (or, with SEAL_DOMAIN, an export seal) signature covers."""
+    return b"\n".join([domain, str(seq).encode(), head_hash.encode("ascii"), signed_at.encode()])
 
 
 def public_key_id(public_key: Ed25519PublicKey) -> str:
@@ -72,29 +78,46 @@ def public_key_id(public_key: Ed25519PublicKey) -> str:
     return hashlib.sha256(raw).hexdigest()[:16]
 
 
-def sign_checkpoint(private_key: Ed25519PrivateKey, seq: int, head_hash: str, signed_at: str) -> str:
-    """Sign a checkpoint and return the base64 signature."""
-    signature = private_key.sign(checkpoint_message(seq, head_hash, signed_at))
+def sign_checkpoint(
+    private_key: Ed25519PrivateKey,
+    seq: int,
+    head_hash: str,
+    signed_at: str,
+    domain: bytes = CHECKPOINT_DOMAIN,
+) -> str:
+    """Sign a checkpoint (or a seal) and return the base64 signature."""
+    signature = private_key.sign(checkpoint_message(seq, head_hash, signed_at, domain))
     return base64.b64encode(signature).decode("ascii")
 
 
 def checkpoint_signature_valid(
-    public_key: Ed25519PublicKey, seq: int, head_hash: str, signed_at: str, signature: str
+    public_key: Ed25519PublicKey,
+    seq: int,
+    head_hash: str,
+    signed_at: str,
+    signature: str,
+    domain: bytes = CHECKPOINT_DOMAIN,
 ) -> bool:
-    """Tell whether `signature` is the key's signature over this checkpoint."""
+    """Tell whether `signature` is the key's signature over this checkpoint (or seal).
+
+    Values read from a damaged export may be of any type; they are simply not valid.
+    """
     try:
         public_key.verify(
             base64.b64decode(signature, validate=True),
-            checkpoint_message(seq, head_hash, signed_at),
+            checkpoint_message(seq, head_hash, signed_at, domain),
         )
-    except (InvalidSignature, ValueError):
+    except (InvalidSignature, ValueError, TypeError, AttributeError):
         return False
     return True
 
 
 def load_public_key(pem: bytes) -> Ed25519PublicKey:
     """Load an Ed25519 public key from PEM; raise ValueError for anything else."""
-    key = serialization.load_pem_public_key(pem)
+    try:
+        key = serialization.load_pem_public_key(pem)
+    except UnsupportedAlgorithm as error:
+        raise ValueError(f"unsupported key type ({error})") from None
     if not isinstance(key, Ed25519PublicKey):
         raise ValueError("not an Ed25519 public key")
     return key

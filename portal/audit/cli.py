@@ -1,4 +1,8 @@
-"""`flask audit ...`: export, verify, checkpoint, public-key."""
+"""`flask audit ...`: export, verify, checkpoint, public-key.
+
+`verify` exits 0 when the chain verifies, 1 when it is damaged or was tampered with, and
+2 when its input is unusable, like `python -m portal.audit.verify`.
+"""
 
 from __future__ import annotations
 
@@ -6,38 +10,45 @@ import sys
 from pathlib import Path
 
 import click
+import sqlalchemy as sa
 from cryptography.hazmat.primitives import serialization
+from flask.cli import AppGroup
 
 from portal.audit import export
 from portal.audit.chain import load_public_key, public_key_id
-from portal.audit.services import record_event
-from portal.audit.verify import read_export, verify_records
+from portal.audit.services import checkpoint_head, record_event
+from portal.audit.verify import EXIT_UNUSABLE, UnusableExport, read_export, report, verify_records
 from portal.cli import cli_actor
 from portal.extensions import db
 from portal.keys import portal_keys
 
-audit_cli = click.Group("audit", help="Export and verify the tamper-evident audit log.")
+audit_cli = AppGroup("audit", help="Export and verify the tamper-evident audit log.")
+
+
+def _unusable(message: str) -> None:
+    click.echo(message, err=True)
+    sys.exit(EXIT_UNUSABLE)
 
 
 @audit_cli.command("export")
 @click.option("--format", "fmt", type=click.Choice(export.FORMATS), default="jsonl", show_default=True)
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True)
 def export_command(fmt: str, out: Path) -> None:
-    """Write the whole log, sealed by a signed checkpoint, to OUT."""
-    checkpoint = export.seal_head(portal_keys().audit_signing_key)
-    if checkpoint is None:
+    """Write the whole log, with its checkpoints and a closing seal, to OUT."""
+    seal = export.seal_head(portal_keys().audit_signing_key)
+    if seal is None:
         raise click.ClickException("the audit log is empty")
     record_event(
         cli_actor(),
         "audit.exported",
         target=f"file:{out.name}",
-        details={"format": fmt, "up_to_seq": checkpoint.seq},
+        details={"format": fmt, "up_to_seq": seal.seq, "head_hash": seal.head_hash},
     )
     db.session.commit()
     with out.open("w", encoding="utf-8", newline="") as handle:
-        for chunk in export.encode(export.export_records(checkpoint), fmt):
+        for chunk in export.encode(export.export_records(seal), fmt):
             handle.write(chunk)
-    click.echo(f"exported events 1–{checkpoint.seq} to {out}")
+    click.echo(f"exported events 1–{seal.seq} to {out}")
 
 
 @audit_cli.command("verify")
@@ -52,27 +63,32 @@ def verify_command(export_file: Path | None, public_key: Path | None) -> None:
     if export_file is not None:
         if public_key is None:
             raise click.UsageError("--public-key is required to verify an export")
-        result = verify_records(read_export(export_file), load_public_key(public_key.read_bytes()))
+        try:
+            key = load_public_key(public_key.read_bytes())
+        except (OSError, ValueError) as error:
+            _unusable(f"cannot use the public key {public_key}: {error}")
+        try:
+            result = verify_records(read_export(export_file), key)
+        except (OSError, UnusableExport) as error:
+            _unusable(f"cannot read {export_file}: {error}")
     else:
-        result = export.verify_database(portal_keys().audit_signing_key)
-    if result.ok:
-        click.echo(
-            f"OK: {result.events} events (seq {result.first_seq}–{result.last_seq}), "
-            f"{result.checkpoints} valid checkpoint(s)"
-        )
-        return
-    for problem in result.problems:
-        click.echo(f"FAILED: {problem}")
-    sys.exit(1)
+        try:
+            result = export.verify_database(portal_keys().audit_signing_key)
+        except sa.exc.SQLAlchemyError as error:
+            _unusable(f"cannot read the audit tables: {error}")
+    lines, status = report(result)
+    for line in lines:
+        click.echo(line)
+    sys.exit(status)
 
 
 @audit_cli.command("checkpoint")
 def checkpoint_command() -> None:
-    """Sign the chain's current head now."""
-    checkpoint = export.seal_head(portal_keys().audit_signing_key)
-    db.session.commit()
+    """Sign the chain's current head now and store the checkpoint."""
+    checkpoint = checkpoint_head(portal_keys().audit_signing_key)
     if checkpoint is None:
         raise click.ClickException("the audit log is empty")
+    db.session.commit()
     click.echo(f"checkpoint at seq {checkpoint.seq}: {checkpoint.head_hash}")
 
 

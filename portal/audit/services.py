@@ -3,7 +3,8 @@
 `record_event` runs inside the caller's transaction: the event commits with the change it
 describes or not at all (fail closed). Appenders serialise on the `audit_head` row
 (`SELECT ... FOR UPDATE` on PostgreSQL, the write lock taken by BEGIN IMMEDIATE on
-SQLite), so the chain order is the commit order and concurrent writers never fork it.
+SQLite), so the chain order is the commit order, concurrent writers never fork it, and a
+transaction that rolls back leaves no gap: the next writer takes the same number.
 """
 
 from __future__ import annotations
@@ -23,7 +24,21 @@ from portal.clock import utcnow
 from portal.extensions import db
 from portal.keys import portal_keys
 
-MAX_USER_AGENT = 512
+# Built once: the head stays locked from the SELECT to the COMMIT, so time spent building
+# statements there is time every other audited request waits. LOCK_HEAD is an ORM select,
+# so that the caller's pending changes are flushed before the head is locked.
+LOCK_HEAD = sa.select(AuditHead.seq, AuditHead.hash).where(AuditHead.id == 1).with_for_update()
+INSERT_EVENT = sa.insert(AuditEvent.__table__)
+MOVE_HEAD = (
+    sa.update(AuditHead.__table__)
+    .where(AuditHead.__table__.c.id == 1)
+    .values(seq=sa.bindparam("new_seq"), hash=sa.bindparam("new_hash"))
+)
+TEXT_LIMITS = {
+    column.name: column.type.length
+    for column in AuditEvent.__table__.columns
+    if isinstance(column.type, sa.String) and column.type.length
+}
 
 
 @dataclass(frozen=True)
@@ -42,6 +57,25 @@ class Actor:
 SYSTEM = Actor(label="system")
 
 
+def _storable(name: str, value: str | None) -> str | None:
+    """Fit `value` into its column on every backend, the same way before it is hashed.
+
+    PostgreSQL refuses over-long values, NUL characters and (through the driver) lone
+    surrogates; SQLite takes them. Refusing would make a request that merely carries odd
+    input (a user agent, an email typed at sign-in) fail instead of being recorded.
+    """
+    if value is None:
+        return None
+    text = str(value)[: TEXT_LIMITS[name]].replace("\x00", "\ufffd")
+    return text.encode("utf-8", "replace").decode("utf-8")
+
+
+def _storable_details(details: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Details as the JSON they will be read back as: string keys, lists, no lone surrogates."""
+    text = json.dumps(dict(details or {}), ensure_ascii=False)
+    return json.loads(text.encode("utf-8", "replace"))
+
+
 def record_event(
     actor: Actor,
     action: str,
@@ -57,39 +91,30 @@ def record_event(
     roll back, so the action the event describes does not happen either.
     """
     session = db.session
+    head_seq, head_hash = session.execute(LOCK_HEAD).one()
+    # Read the clock only once the head is ours, so that times follow sequence numbers.
     now = utcnow()
-    head_seq, head_hash = session.execute(
-        sa.select(AuditHead.seq, AuditHead.hash).where(AuditHead.id == 1).with_for_update()
-    ).one()
     event: dict[str, Any] = {
         "seq": head_seq + 1,
         "occurred_at": chain.format_time(now),
         "actor_id": actor.user_id,
-        "actor": actor.label,
-        "role": actor.role,
-        "vendor": actor.vendor,
-        "session_ref": actor.session_ref,
-        "ip": actor.ip,
-        "user_agent": (actor.user_agent or "")[:MAX_USER_AGENT] or None,
-        "action": action,
-        "target": target,
+        "actor": _storable("actor", actor.label),
+        "role": _storable("role", actor.role),
+        "vendor": _storable("vendor", actor.vendor),
+        "session_ref": _storable("session_ref", actor.session_ref),
+        "ip": _storable("ip", actor.ip),
+        "user_agent": _storable("user_agent", actor.user_agent),
+        "action": _storable("action", action),
+        "target": _storable("target", target),
         "outcome": str(outcome),
-        "details": json.loads(chain.canonical_json(dict(details or {}))),
+        "details": _storable_details(details),
     }
     event["prev_hash"] = head_hash
     event["hash"] = chain.event_hash(head_hash, event)
     session.execute(
-        sa.insert(AuditEvent).values(
-            {
-                **event,
-                "occurred_at": now,
-                "details": chain.canonical_json(event["details"]),
-            }
-        )
+        INSERT_EVENT, {**event, "occurred_at": now, "details": chain.canonical_json(event["details"])}
     )
-    session.execute(
-        sa.update(AuditHead).where(AuditHead.id == 1).values(seq=event["seq"], hash=event["hash"])
-    )
+    session.execute(MOVE_HEAD, {"new_seq": event["seq"], "new_hash": event["hash"]})
     every = current_app.config["AUDIT_CHECKPOINT_EVERY"]
     if every > 0 and event["seq"] % every == 0:
         write_checkpoint(portal_keys().audit_signing_key, event["seq"], event["hash"])
@@ -111,9 +136,9 @@ def write_checkpoint(signing_key: Ed25519PrivateKey, seq: int, head_hash: str) -
     return checkpoint
 
 
-def checkpoint_head(signing_key: Ed25519PrivateKey) -> AuditCheckpoint:
-    """Sign the chain's current head (used by exports and `flask audit checkpoint`)."""
-    head_seq, head_hash = db.session.execute(
-        sa.select(AuditHead.seq, AuditHead.hash).where(AuditHead.id == 1).with_for_update()
-    ).one()
+def checkpoint_head(signing_key: Ed25519PrivateKey) -> AuditCheckpoint | None:
+    """Sign the chain's current head now (`flask audit checkpoint`); None while it is empty."""
+    head_seq, head_hash = db.session.execute(LOCK_HEAD).one()
+    if head_seq == 0:
+        return None
     return write_checkpoint(signing_key, head_seq, head_hash)
