@@ -29,7 +29,8 @@ def add_security_headers(response: Response) -> Response:
     headers.setdefault("Permissions-Policy", "camera=(), microphone=(), geolocation=()")
     if current_app.config["HSTS"]:
         headers.setdefault("Strict-Transport-Security", "max-age=31536000; includeSubDomains")
-    if request.endpoint != "static":
+    # A view that already forbids storing (media: "no-store, private") keeps its stricter value.
+    if request.endpoint != "static" and "no-store" not in headers.get("Cache-Control", ""):
         headers["Cache-Control"] = "no-store"
     return response
 
