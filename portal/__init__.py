@@ -11,6 +11,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from portal.access import enforce_access, through_gates
 from portal.admin.cli import nda_cli, users_cli, vendors_cli
 from portal.admin.views import bp as admin_bp
+from portal.analytics.views import bp as analytics_bp
 from portal.api.cli import apikeys_cli
 from portal.api.views import bp as api_bp
 from portal.audit.cli import audit_cli
@@ -27,6 +28,7 @@ from portal.home import bp as home_bp
 from portal.keys import load_keys
 from portal.nda.views import bp as nda_bp
 from portal.outbox.cli import corrections_cli
+from portal.playback.views import bp as playback_bp
 from portal.review.views import bp as review_bp
 from portal.tasks.views import bp as tasks_bp
 
@@ -57,7 +59,18 @@ def create_app(env: Mapping[str, str] | None = None) -> Flask:
     csrf.init_app(app)
     limiter.init_app(app)
 
-    for blueprint in (auth_bp, nda_bp, home_bp, admin_bp, clips_bp, api_bp, review_bp, tasks_bp):
+    for blueprint in (
+        auth_bp,
+        nda_bp,
+        home_bp,
+        admin_bp,
+        clips_bp,
+        api_bp,
+        review_bp,
+        tasks_bp,
+        playback_bp,
+        analytics_bp,
+    ):
         app.register_blueprint(blueprint)
     csrf.exempt(api_bp)
 

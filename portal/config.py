@@ -122,4 +122,5 @@ def load_config(env: Mapping[str, str] | None = None) -> dict[str, object]:
         "TONE_OVER_REDACTIONS": _bool(env, "PORTAL_TONE_OVER_REDACTIONS", True),
         "LEASE_MINUTES": _int(env, "PORTAL_LEASE_MINUTES", 10),
         "REVIEW_SAMPLE_RATE": _rate(env, "PORTAL_REVIEW_SAMPLE_RATE", 1.0),
+        "GRANT_SECONDS": _int(env, "PORTAL_GRANT_SECONDS", 60),
     }

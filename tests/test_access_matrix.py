@@ -62,6 +62,8 @@ class Route:
     roles: frozenset[Role] | None = None
     path: Callable[[Context], str] | None = None
     data: dict[str, str] = field(default_factory=dict)
+    # The audit action of a refusal by the view itself (the gate chain's is access.denied).
+    denied_action: str = "access.denied"
 
     def url(self, context: Context) -> str:
         return self.path(context) if self.path else self.rule
@@ -163,6 +165,47 @@ ROUTES = [
     Route("POST", "/admin/nda", Gate.NDA, {State.THROUGH: (400, None)}, roles=ADMIN_ONLY),
     Route("GET", "/admin/clips/", Gate.NDA, {State.THROUGH: (200, None)}, roles=ADMIN_ONLY),
     Route("POST", "/admin/clips/erase", Gate.NDA, {State.THROUGH: (400, None)}, roles=ADMIN_ONLY),
+    # The admin's decision on a reported clip (issue 4, Q): unknown clips answer 404.
+    Route(
+        "GET",
+        "/admin/clips/<string(length=32):public_id>",
+        Gate.NDA,
+        {State.THROUGH: (404, None)},
+        roles=ADMIN_ONLY,
+        path=lambda c: "/admin/clips/" + "0" * 32,
+    ),
+    Route(
+        "POST",
+        "/admin/clips/<string(length=32):public_id>",
+        Gate.NDA,
+        {State.THROUGH: (404, None)},
+        roles=ADMIN_ONLY,
+        path=lambda c: "/admin/clips/" + "0" * 32,
+        data={"decision": "release"},
+    ),
+    # The queue (issue 4, Q): annotators only. The claim finds an empty queue and says so on
+    # /tasks; every holder-only action on a task nobody holds (999999) is refused and audited.
+    Route("GET", "/tasks", Gate.NDA, {State.THROUGH: (200, None)}, roles=frozenset({Role.ANNOTATOR})),
+    Route("POST", "/tasks/claim", Gate.NDA, {State.THROUGH: (303, None)}, roles=frozenset({Role.ANNOTATOR})),
+    *(
+        Route(
+            method,
+            f"/tasks/<int:task_id>{suffix}",
+            Gate.NDA,
+            {State.THROUGH: (403, None)},
+            roles=frozenset({Role.ANNOTATOR}),
+            path=lambda c, suffix=suffix: f"/tasks/999999{suffix}",
+            data=data,
+        )
+        for method, suffix, data in (
+            ("GET", "", {}),
+            ("POST", "/lease", {}),
+            ("POST", "/draft", {}),
+            ("POST", "/skip", {"reason": "other"}),
+            ("POST", "/report", {"kind": "other"}),
+            ("POST", "/submit", {"transcript": "text", "lease_id": "1"}),
+        )
+    ),
     # The service API takes API keys only: a browser session, however far along, gets 401.
     Route("POST", "/api/v1/clips", Gate.PUBLIC, everywhere(401)),
     Route("GET", "/api/v1/corrections", Gate.PUBLIC, everywhere(401)),
@@ -186,6 +229,16 @@ ROUTES = [
         data={"decision": "accept"},
     ),
     Route("GET", "/supervisor/leases", Gate.NDA, {State.THROUGH: (200, None)}, roles=SUPERVISORS_ONLY),
+    # The dashboard and its CSV tables (issue 5): supervisors only.
+    Route("GET", "/supervisor", Gate.NDA, {State.THROUGH: (200, None)}, roles=SUPERVISORS_ONLY),
+    Route(
+        "GET",
+        "/supervisor/<table>.csv",
+        Gate.NDA,
+        {State.THROUGH: (200, None)},
+        roles=SUPERVISORS_ONLY,
+        path=lambda c: "/supervisor/queue.csv",
+    ),
     Route(
         "POST",
         "/supervisor/leases/<int:lease_id>/release",
@@ -193,6 +246,41 @@ ROUTES = [
         {State.THROUGH: (404, None)},
         roles=SUPERVISORS_ONLY,
         path=lambda c: "/supervisor/leases/999999/release",
+    ),
+    # Playback (issue 4, S): grants and progress for the lease holder only (nobody holds task
+    # 999999); review grants for supervisors; media checks its grant and session itself, so
+    # every visitor, signed in or not, gets a 403 for a token that is no grant.
+    Route(
+        "POST",
+        "/tasks/<int:task_id>/playback",
+        Gate.NDA,
+        {State.THROUGH: (403, None)},
+        roles=frozenset({Role.ANNOTATOR}),
+        path=lambda c: "/tasks/999999/playback",
+    ),
+    Route(
+        "POST",
+        "/tasks/<int:task_id>/progress",
+        Gate.NDA,
+        {State.THROUGH: (403, None)},
+        roles=frozenset({Role.ANNOTATOR}),
+        path=lambda c: "/tasks/999999/progress",
+    ),
+    Route(
+        "POST",
+        "/review/<int:submission_id>/playback",
+        Gate.NDA,
+        {State.THROUGH: (404, None)},
+        roles=SUPERVISORS_ONLY,
+        path=lambda c: "/review/999999/playback",
+    ),
+    Route(
+        "GET",
+        "/media/<token>",
+        Gate.PUBLIC,
+        everywhere(403),
+        path=lambda c: "/media/not-a-grant",
+        denied_action="playback.denied",
     ),
 ]
 
@@ -254,7 +342,7 @@ def _check(
     app: Flask, client: FlaskClient, route: Route, role: Role | None, state: State, context: Context
 ) -> None:
     url = route.url(context)
-    denied_before = len(audit_events(app, "access.denied"))
+    denied_before = len(audit_events(app, route.denied_action))
     if route.method == "POST":
         response = client.post(url, data={"csrf_token": csrf_token(client, "/login"), **route.data})
     else:
@@ -272,9 +360,11 @@ def _check(
             # is itself a sign-in step (returning there would only loop).
             expected_next = None if url.startswith(SIGN_IN_PATHS) else [url]
             assert parse_qs(redirect.query).get("next") == expected_next
-    denied = audit_events(app, "access.denied")[denied_before:]
+    denied = audit_events(app, route.denied_action)[denied_before:]
     if status == 403:
-        assert [(event.actor_id, details(event)["path"]) for event in denied] == [(context.user_id, url)]
+        # An anonymous visitor (context user 0) is recorded as nobody.
+        refused_as = context.user_id or None
+        assert [(event.actor_id, details(event)["path"]) for event in denied] == [(refused_as, url)]
     else:
         assert denied == []
 

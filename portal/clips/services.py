@@ -36,6 +36,7 @@ from portal.clips.storage import Storage, StorageError, clip_storage, new_object
 from portal.exceptions import PortalError
 from portal.extensions import db
 from portal.keys import portal_keys
+from portal.review.services import withdraw_clip_work
 from portal.tasks.models import OPEN_STATUSES, ClipVendor, Task, TaskStatus
 
 logger = logging.getLogger(__name__)
@@ -187,6 +188,8 @@ def _store_clip(
     now: datetime,
 ) -> IngestResult:
     transcript = redaction.redact_text(metadata.transcript)
+    # A gold transcript is redacted like the machine one, so both carry the same placeholders.
+    gold = redaction.redact_text(metadata.gold_transcript).text if metadata.gold_transcript else None
     words = redaction.redact_words(metadata.words) if metadata.words is not None else None
     toned = 0
     if words is not None and words.spans and tone_wanted(vendors):
@@ -240,6 +243,8 @@ def _store_clip(
                 priority=metadata.priority,
                 status=TaskStatus.QUEUED,
                 created_at=now,
+                is_gold=gold is not None,
+                gold_transcript=gold,
             )
         )
     db.session.flush()
@@ -363,12 +368,18 @@ def _shred(clip: Clip, status: ClipStatus, now: datetime, actor: Actor, action: 
     clip.status = status
     clip.erased_at = now
     cancelled = _cancel_open_tasks(clip, now)
+    withdraw_clip_work(clip, now)
     record_event(
         actor,
         action,
         target=f"clip:{clip.public_id}",
         details={"subject": clip.subject_pseudonym, "tasks_cancelled": cancelled},
     )
+
+
+def erase_clip(clip: Clip, actor: Actor, now: datetime) -> None:
+    """Erase one clip (an admin's decision on a reported clip), exactly as a subject's erasure does."""
+    _shred(clip, ClipStatus.ERASED, now, actor, "clips.erased")
 
 
 def erase_subject(source_user_id: str, actor: Actor, now: datetime) -> int:
