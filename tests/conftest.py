@@ -100,6 +100,7 @@ def _reset_postgres(url: str) -> None:
         connection.exec_driver_sql(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE")
         connection.exec_driver_sql("SET session_replication_role = DEFAULT")
         connection.exec_driver_sql(f"INSERT INTO audit_head (id, seq, hash) VALUES (1, 0, '{'0' * 64}')")
+        connection.exec_driver_sql("INSERT INTO outbox_head (id, position) VALUES (1, 0)")
     engine.dispose()
 
 

@@ -40,6 +40,7 @@ def test_every_post_route_refuses_missing_or_foreign_tokens(app, client, create_
         "action": "deactivate",
         "session_id": admin_session.id,
         "ref": admin_session.ref,
+        "public_id": "0" * 32,
     }
 
     checked = []
