@@ -1,10 +1,16 @@
 """Appending to the audit log and signing checkpoints.
 
-`record_event` runs inside the caller's transaction: the event commits with the change it
-describes or not at all (fail closed). Appenders serialise on the `audit_head` row
-(`SELECT ... FOR UPDATE` on PostgreSQL, the write lock taken by BEGIN IMMEDIATE on
-SQLite), so the chain order is the commit order, concurrent writers never fork it, and a
-transaction that rolls back leaves no gap: the next writer takes the same number.
+`record_event` queues an event in the caller's transaction; the events are appended to
+the chain just before that transaction commits (a `before_commit` hook). The event
+commits with the change it describes or not at all (fail closed): if the append fails,
+the commit fails and the whole transaction rolls back.
+
+Appenders serialise on the `audit_head` row (`SELECT ... FOR UPDATE` on PostgreSQL, the
+write lock taken by BEGIN IMMEDIATE on SQLite), so the chain order is the commit order,
+concurrent writers never fork it, and a transaction that rolls back leaves no gap.
+Appending at commit time keeps that lock for the few statements of the append and the
+COMMIT only, instead of from the middle of a request to its end, and makes the chain head
+the last lock every transaction takes, so it cannot be part of a lock-order deadlock.
 """
 
 from __future__ import annotations
@@ -15,8 +21,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
+import sqlalchemy.event
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from flask import current_app
+from sqlalchemy.orm import Session
 
 from portal.audit import chain
 from portal.audit.models import AuditCheckpoint, AuditEvent, AuditHead, Outcome
@@ -56,6 +64,8 @@ class Actor:
 
 SYSTEM = Actor(label="system")
 
+PENDING = "portal.audit.pending"
+
 
 def _storable(name: str, value: str | None) -> str | None:
     """Fit `value` into its column on every backend, the same way before it is hashed.
@@ -84,19 +94,12 @@ def record_event(
     target: str | None = None,
     details: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Append one event to the chain in the current transaction and return it.
+    """Queue one event for the chain; it is appended when the current transaction commits.
 
-    Every `AUDIT_CHECKPOINT_EVERY` events a signed checkpoint is written in the same
-    transaction. Raises whatever the database raises; the caller's transaction must then
-    roll back, so the action the event describes does not happen either.
+    Returns the queued event (its `seq`, time and hashes are filled in at commit). Nothing
+    is written if the transaction rolls back.
     """
-    session = db.session
-    head_seq, head_hash = session.execute(LOCK_HEAD).one()
-    # Read the clock only once the head is ours, so that times follow sequence numbers.
-    now = utcnow()
     event: dict[str, Any] = {
-        "seq": head_seq + 1,
-        "occurred_at": chain.format_time(now),
         "actor_id": actor.user_id,
         "actor": _storable("actor", actor.label),
         "role": _storable("role", actor.role),
@@ -109,16 +112,48 @@ def record_event(
         "outcome": str(outcome),
         "details": _storable_details(details),
     }
-    event["prev_hash"] = head_hash
-    event["hash"] = chain.event_hash(head_hash, event)
-    session.execute(
-        INSERT_EVENT, {**event, "occurred_at": now, "details": chain.canonical_json(event["details"])}
-    )
-    session.execute(MOVE_HEAD, {"new_seq": event["seq"], "new_hash": event["hash"]})
-    every = current_app.config["AUDIT_CHECKPOINT_EVERY"]
-    if every > 0 and event["seq"] % every == 0:
-        write_checkpoint(portal_keys().audit_signing_key, event["seq"], event["hash"])
+    db.session.info.setdefault(PENDING, []).append(event)
     return event
+
+
+def append_pending(session: Session) -> list[dict[str, Any]]:
+    """Append the session's queued events to the chain, in one locked batch.
+
+    Called by the `before_commit` hook; call it directly only to append before a commit
+    on purpose. Raises whatever the database raises (the commit then fails).
+    """
+    pending: list[dict[str, Any]] = session.info.pop(PENDING, [])
+    if not pending:
+        return []
+    head_seq, head_hash = session.execute(LOCK_HEAD).one()
+    # Read the clock only once the head is ours, so that times follow sequence numbers.
+    now = utcnow()
+    every = current_app.config["AUDIT_CHECKPOINT_EVERY"]
+    rows, checkpoints = [], []
+    for event in pending:
+        head_seq += 1
+        event["seq"] = head_seq
+        event["occurred_at"] = chain.format_time(now)
+        event["prev_hash"] = head_hash
+        event["hash"] = head_hash = chain.event_hash(head_hash, event)
+        rows.append({**event, "occurred_at": now, "details": chain.canonical_json(event["details"])})
+        if every > 0 and head_seq % every == 0:
+            checkpoints.append((head_seq, head_hash))
+    session.execute(INSERT_EVENT, rows)
+    session.execute(MOVE_HEAD, {"new_seq": head_seq, "new_hash": head_hash})
+    for seq, seq_hash in checkpoints:
+        write_checkpoint(portal_keys().audit_signing_key, seq, seq_hash)
+    return pending
+
+
+@sqlalchemy.event.listens_for(db.session, "before_commit")
+def _append_before_commit(session: Session) -> None:
+    append_pending(session)
+
+
+@sqlalchemy.event.listens_for(db.session, "after_rollback")
+def _forget_after_rollback(session: Session) -> None:
+    session.info.pop(PENDING, None)
 
 
 def write_checkpoint(signing_key: Ed25519PrivateKey, seq: int, head_hash: str) -> AuditCheckpoint:
@@ -138,6 +173,7 @@ def write_checkpoint(signing_key: Ed25519PrivateKey, seq: int, head_hash: str) -
 
 def checkpoint_head(signing_key: Ed25519PrivateKey) -> AuditCheckpoint | None:
     """Sign the chain's current head now (`flask audit checkpoint`); None while it is empty."""
+    append_pending(db.session)
     head_seq, head_hash = db.session.execute(LOCK_HEAD).one()
     if head_seq == 0:
         return None

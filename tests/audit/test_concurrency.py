@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 import sqlalchemy as sa
 
 from portal.audit.export import verify_database
-from portal.audit.services import Actor, record_event
+from portal.audit.services import Actor, append_pending, record_event
 from portal.auth.models import Role
 from portal.extensions import db
 from portal.keys import portal_keys
@@ -45,8 +45,9 @@ def test_threads_appending_directly(app, runner):
         with app.app_context():
             start.wait()
             for _ in range(EVENTS_PER_WRITER):
-                seqs.append(record_event(actor, "test.concurrent", target=f"writer:{number}")["seq"])
+                queued = record_event(actor, "test.concurrent", target=f"writer:{number}")
                 db.session.commit()
+                seqs.append(queued["seq"])
         return seqs
 
     with ThreadPoolExecutor(WRITERS) as pool:
@@ -131,7 +132,10 @@ def test_a_rolled_back_append_leaves_no_gap(app, runner, append):
 
     def first() -> None:
         with app.app_context():
-            seqs["rolled back"] = record_event(Actor(label="first"), "test.rolled_back")["seq"]
+            record_event(Actor(label="first"), "test.rolled_back")
+            # Append now, as the commit would, so that this writer holds the head.
+            (appended,) = append_pending(db.session)
+            seqs["rolled back"] = appended["seq"]
             holding.set()
             released.wait(10)
             db.session.rollback()
@@ -139,8 +143,9 @@ def test_a_rolled_back_append_leaves_no_gap(app, runner, append):
     def second() -> None:
         holding.wait(10)
         with app.app_context():
-            seqs["committed"] = record_event(Actor(label="second"), "test.committed")["seq"]
+            queued = record_event(Actor(label="second"), "test.committed")
             db.session.commit()
+            seqs["committed"] = queued["seq"]
 
     threads = [threading.Thread(target=first), threading.Thread(target=second)]
     for thread in threads:
