@@ -14,12 +14,14 @@ from flask import Blueprint, Response, current_app, g, request
 from portal.access import api_key_required
 from portal.api.keys import api_actor
 from portal.api.models import ApiScope
+from portal.audit.services import record_event
 from portal.clips.refusals import IngestRefused
 from portal.clips.services import ingest_clip, record_refusal
 from portal.clock import utcnow
 from portal.errors import error_response
 from portal.exceptions import PortalError
 from portal.extensions import db
+from portal.outbox import services as outbox
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 
@@ -66,3 +68,33 @@ def create_clip() -> Response:
     if result.replayed:
         response.headers["Idempotent-Replayed"] = "true"
     return response
+
+
+def _query_int(name: str, default: int, low: int, high: int, code: str) -> int:
+    raw = request.args.get(name)
+    if raw is None or raw == "":
+        return default
+    if not raw.isascii() or not raw.isdigit() or not low <= int(raw) <= high:
+        raise PortalError(code, f"{name} must be an integer from {low} to {high}.")
+    return int(raw)
+
+
+@bp.route("/corrections", methods=["GET"])
+@api_key_required(ApiScope.OUTBOX)
+def corrections() -> Response:
+    """Accepted corrections after `after` (a cursor), at most `limit`, in commit order.
+
+    `next_cursor` is the last item's cursor, or `after` itself when nothing is new: the
+    client stores it and asks again with it (at-least-once; see portal.outbox.services).
+    """
+    after = _query_int("after", 0, 0, 2**62, "cursor_invalid")
+    limit = _query_int("limit", outbox.DEFAULT_LIMIT, 1, outbox.MAX_LIMIT, "limit_invalid")
+    entries = outbox.corrections_after(after, limit)
+    next_cursor = entries[-1].position if entries else after
+    record_event(
+        api_actor(g.api_key),
+        "outbox.read",
+        details={"after": after, "limit": limit, "items": len(entries), "next_cursor": next_cursor},
+    )
+    db.session.commit()
+    return _json({"items": [outbox.as_item(entry) for entry in entries], "next_cursor": next_cursor}, 200)

@@ -28,6 +28,7 @@ FIELDS = frozenset(
         "priority",
         "vendors",
         "idempotency_key",
+        "gold_transcript",
     )
 )
 LOCALE_PATTERN = re.compile(r"^[A-Za-z]{2,3}(?:-[A-Za-z0-9]{2,8}){0,3}$")
@@ -54,6 +55,7 @@ class ClipMetadata:
     priority: int
     vendors: tuple[str, ...]
     idempotency_key: str | None
+    gold_transcript: str | None = None
 
 
 def _invalid(message: str) -> IngestRefused:
@@ -130,6 +132,13 @@ def parse_metadata(raw: object, now: datetime) -> ClipMetadata:
         not isinstance(idempotency_key, str) or not 1 <= len(idempotency_key) <= MAX_ID_LENGTH
     ):
         raise _invalid(f"idempotency_key must be a string of 1 to {MAX_ID_LENGTH} characters.")
+    gold_transcript = raw.get("gold_transcript")
+    if gold_transcript is not None and (
+        not isinstance(gold_transcript, str)
+        or not gold_transcript.strip()
+        or len(gold_transcript) > MAX_TRANSCRIPT
+    ):
+        raise _invalid(f"gold_transcript must be a non-empty string of at most {MAX_TRANSCRIPT} characters.")
     return ClipMetadata(
         source_user_id=_identifier(raw, "source_user_id"),
         device_id=_identifier(raw, "device_id"),
@@ -141,4 +150,5 @@ def parse_metadata(raw: object, now: datetime) -> ClipMetadata:
         priority=_integer(raw, "priority", 0, *PRIORITY_RANGE),
         vendors=tuple(dict.fromkeys(" ".join(name.split()) for name in vendors)),
         idempotency_key=idempotency_key,
+        gold_transcript=gold_transcript,
     )

@@ -1,0 +1,146 @@
+"""Appending accepted corrections to the outbox, reading them back by cursor, withdrawing them.
+
+Appenders serialise on the single `outbox_head` row (`SELECT ... FOR UPDATE` on
+PostgreSQL, the write lock BEGIN IMMEDIATE takes on SQLite), the same pattern as the
+audit head: the head stays locked until the appending transaction commits, so positions
+are handed out in commit order. A reader that has seen position N can therefore never
+later find a newly committed entry below N (at-least-once with a cursor, no gaps to
+miss), and a transaction that rolls back leaves no hole: the next appender takes the
+same number.
+
+Lock order: the audit head first, then the outbox head. Every transaction that appends
+also records an audit event, often before appending (the queue's submit does); taking
+the audit head first in `append_correction` costs nothing more (it is held to the commit
+either way) and means two transactions can never hold one head each while waiting for
+the other.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections.abc import Iterator
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+
+from portal.audit.services import LOCK_HEAD as LOCK_AUDIT_HEAD
+from portal.clips.models import Clip, ClipStatus
+from portal.extensions import db
+from portal.keys import portal_keys
+from portal.outbox.models import OutboxEntry, OutboxHead
+from portal.tasks.models import Submission
+
+LOCK_HEAD = sa.select(OutboxHead.position).where(OutboxHead.id == 1).with_for_update()
+MOVE_HEAD = (
+    sa.update(OutboxHead.__table__)
+    .where(OutboxHead.__table__.c.id == 1)
+    .values(position=sa.bindparam("new_position"))
+)
+DEFAULT_LIMIT = 100
+MAX_LIMIT = 1000
+
+
+def annotator_pseudonym(user_id: int) -> str:
+    """The speech team's name for an annotator: an HMAC of the user id, domain `annotator`.
+
+    Stable (the same person keeps the same pseudonym across corrections, so quality can be
+    tracked) but not reversible without the pseudonym key, which never leaves the portal.
+    """
+    message = b"annotator\x00" + str(user_id).encode("ascii")
+    return hmac.new(portal_keys().pseudonym_key, message, hashlib.sha256).hexdigest()
+
+
+def append_correction(submission: Submission, now: datetime) -> OutboxEntry:
+    """Add an accepted submission to the outbox in the current transaction (flushes).
+
+    The caller's pending changes are flushed first (the locking selects are ORM
+    statements). Both heads stay locked until the caller commits (see the lock order above).
+    """
+    clip = db.session.get_one(Clip, submission.clip_id)
+    db.session.execute(LOCK_AUDIT_HEAD)
+    position = db.session.execute(LOCK_HEAD).scalar_one() + 1
+    entry = OutboxEntry(
+        position=position,
+        submission_id=submission.id,
+        clip_id=clip.id,
+        clip_public_id=clip.public_id,
+        locale=clip.locale,
+        transcript=submission.transcript,
+        machine_transcript=clip.transcript,
+        wer=submission.wer,
+        cer=submission.cer,
+        passes=clip.passes,
+        annotator=annotator_pseudonym(submission.user_id),
+        time_on_task_ms=submission.time_on_task_ms,
+        accepted_at=now,
+    )
+    db.session.add(entry)
+    db.session.flush()
+    db.session.execute(MOVE_HEAD, {"new_position": position})
+    return entry
+
+
+def withdraw_clip_corrections(clip: Clip, now: datetime) -> int:
+    """Withdraw and empty the clip's outbox entries (erasure, expiry); return how many.
+
+    The texts are what the erased person said: they are emptied, like the clip's own
+    transcript. The row stays, with `withdrawn_at`, so positions keep no holes and the
+    record shows when the portal stopped offering the correction.
+    """
+    result = db.session.execute(
+        sa.update(OutboxEntry)
+        .where(OutboxEntry.clip_id == clip.id, OutboxEntry.withdrawn_at.is_(None))
+        .values(withdrawn_at=now, transcript="", machine_transcript="")
+    )
+    return result.rowcount
+
+
+def _visible() -> sa.Select[tuple[OutboxEntry]]:
+    # Entries of erased or expired clips never leave the portal, withdrawn or not: the
+    # clip status join covers an erasure whose withdrawal somehow did not happen.
+    return (
+        sa.select(OutboxEntry)
+        .join(Clip, Clip.id == OutboxEntry.clip_id)
+        .where(
+            OutboxEntry.withdrawn_at.is_(None), Clip.status.not_in((ClipStatus.ERASED, ClipStatus.EXPIRED))
+        )
+    )
+
+
+def corrections_after(after: int, limit: int) -> list[OutboxEntry]:
+    """Up to `limit` visible entries with a position above `after`, in position order."""
+    return list(
+        db.session.scalars(
+            _visible().where(OutboxEntry.position > after).order_by(OutboxEntry.position).limit(limit)
+        )
+    )
+
+
+def iter_corrections(since: int, batch: int = 500) -> Iterator[OutboxEntry]:
+    """Every visible entry after `since`, in position order, read in batches."""
+    after = since
+    while True:
+        entries = corrections_after(after, batch)
+        yield from entries
+        if len(entries) < batch:
+            return
+        after = entries[-1].position
+
+
+def as_item(entry: OutboxEntry) -> dict[str, Any]:
+    """The entry as the speech team receives it (API item and JSONL line)."""
+    return {
+        "cursor": entry.position,
+        "clip_id": entry.clip_public_id,
+        "locale": entry.locale,
+        "transcript": entry.transcript,
+        "machine_transcript": entry.machine_transcript,
+        "wer": entry.wer,
+        "cer": entry.cer,
+        "passes": entry.passes,
+        "accepted_at": entry.accepted_at.isoformat().replace("+00:00", "Z"),
+        "annotator": entry.annotator,
+        "time_on_task_s": round(entry.time_on_task_ms / 1000, 3),
+    }
