@@ -1,0 +1,1 @@
+"""Supervisors' throughput and quality dashboard: figures, charts and CSV downloads."""
