@@ -15,6 +15,7 @@ from portal.analytics.views import bp as analytics_bp
 from portal.api.cli import apikeys_cli
 from portal.api.views import bp as api_bp
 from portal.audit.cli import audit_cli
+from portal.audit.views import bp as audit_bp
 from portal.auth.cookies import register_session_cookie
 from portal.auth.views import bp as auth_bp
 from portal.cli import db_cli, demo_command
@@ -70,6 +71,7 @@ def create_app(env: Mapping[str, str] | None = None) -> Flask:
         tasks_bp,
         playback_bp,
         analytics_bp,
+        audit_bp,
     ):
         app.register_blueprint(blueprint)
     csrf.exempt(api_bp)

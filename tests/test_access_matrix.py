@@ -282,6 +282,60 @@ ROUTES = [
         path=lambda c: "/media/not-a-grant",
         denied_action="playback.denied",
     ),
+    # The access log (issue 5): auditors only. An export without a fresh step-up goes to the
+    # confirm page; a wrong code there is a 401; unknown clips answer 404.
+    Route("GET", "/audit", Gate.NDA, {State.THROUGH: (200, None)}, roles=frozenset({Role.AUDITOR})),
+    Route(
+        "GET",
+        "/audit/export",
+        Gate.NDA,
+        {State.THROUGH: (302, "/audit/export/confirm")},
+        roles=frozenset({Role.AUDITOR}),
+    ),
+    Route(
+        "GET",
+        "/audit/export/confirm",
+        Gate.NDA,
+        {State.THROUGH: (200, None)},
+        roles=frozenset({Role.AUDITOR}),
+    ),
+    Route(
+        "POST",
+        "/audit/export/confirm",
+        Gate.NDA,
+        {State.THROUGH: (401, None)},
+        roles=frozenset({Role.AUDITOR}),
+        data={"code": "not-a-code"},
+    ),
+    Route(
+        "GET",
+        "/audit/clips/<string(length=32):public_id>",
+        Gate.NDA,
+        {State.THROUGH: (404, None)},
+        roles=frozenset({Role.AUDITOR}),
+        path=lambda c: "/audit/clips/" + "0" * 32,
+    ),
+    Route(
+        "GET",
+        "/audit/users/<int:user_id>",
+        Gate.NDA,
+        {State.THROUGH: (200, None)},
+        roles=frozenset({Role.AUDITOR}),
+        path=lambda c: f"/audit/users/{c.user_id}",
+    ),
+    Route("GET", "/audit/anomalies", Gate.NDA, {State.THROUGH: (200, None)}, roles=frozenset({Role.AUDITOR})),
+    # A vendor's declared working hours (issue 5, read by the audit's anomaly rules).
+    *(
+        Route(
+            method,
+            "/admin/vendors/<int:vendor_id>",
+            Gate.NDA,
+            {State.THROUGH: (404, None)},
+            roles=ADMIN_ONLY,
+            path=lambda c: "/admin/vendors/999999",
+        )
+        for method in ("GET", "POST")
+    ),
 ]
 
 CELLS = [(None, State.ANONYMOUS)] + [(role, state) for role in Role for state in SIGNED_IN_STATES]

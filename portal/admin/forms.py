@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from flask_wtf import FlaskForm
-from wtforms import EmailField, SelectField, StringField
+from wtforms import EmailField, SelectField, StringField, TimeField
 from wtforms.fields import SelectChoice
-from wtforms.validators import DataRequired, Length
+from wtforms.validators import DataRequired, Length, Optional
 
 from portal.auth.models import Role
 
@@ -19,3 +19,13 @@ class UserForm(FlaskForm):
     full_name = StringField("Full name", validators=[Length(max=200)])
     role = SelectField("Role", choices=[SelectChoice(role.value, role.value.title()) for role in Role])
     vendor = SelectField("Vendor", choices=[SelectChoice("", "Internal (no vendor)")])
+
+
+class WorkingHoursForm(FlaskForm):
+    """A vendor's declared working hours; all three empty clears them."""
+
+    work_start = TimeField("Work starts", validators=[Optional()])
+    work_end = TimeField("Work ends", validators=[Optional()])
+    work_timezone = StringField(
+        "Time zone", validators=[Optional(), Length(max=64)], render_kw={"placeholder": "Europe/Berlin"}
+    )

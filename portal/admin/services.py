@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import re
 import secrets
-from datetime import datetime
+from datetime import datetime, time
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import sqlalchemy as sa
 
@@ -148,3 +149,38 @@ def list_vendors() -> list[tuple[Vendor, int]]:
         .order_by(Vendor.name)
     )
     return [(vendor, count) for vendor, count in rows]
+
+
+def set_working_hours(
+    vendor: Vendor, start: time | None, end: time | None, timezone: str | None, actor: Actor
+) -> None:
+    """Declare the hours a vendor's people work (local time, end exclusive), or clear them.
+
+    Give all three or none. An end before the start spans midnight (22:00–06:00). The
+    audit's "access outside working hours" rule reads them. Audited.
+    """
+    timezone = (timezone or "").strip() or None
+    given = [value is not None for value in (start, end, timezone)]
+    if any(given) and not all(given):
+        raise PortalError("hours_incomplete", "Give the start, the end and the time zone, or none of them.")
+    if start is not None and start == end:
+        raise PortalError("hours_empty", "The start and the end of the working day must differ.")
+    if timezone is not None:
+        try:
+            ZoneInfo(timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise PortalError(
+                "timezone_unknown", f"{timezone!r} is not a time zone name (Europe/Berlin)."
+            ) from None
+    vendor.work_start, vendor.work_end, vendor.work_timezone = start, end, timezone
+    db.session.flush()
+    record_event(
+        actor,
+        "admin.vendor_hours_set",
+        target=f"vendor:{vendor.id}",
+        details={
+            "start": start.strftime("%H:%M") if start else None,
+            "end": end.strftime("%H:%M") if end else None,
+            "timezone": timezone,
+        },
+    )

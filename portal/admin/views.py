@@ -8,7 +8,7 @@ from wtforms.fields import SelectChoice
 
 from portal.access import role_required
 from portal.admin import services
-from portal.admin.forms import UserForm, VendorForm
+from portal.admin.forms import UserForm, VendorForm, WorkingHoursForm
 from portal.audit.context import request_actor
 from portal.auth import sessions
 from portal.auth.forms import ConfirmForm
@@ -173,3 +173,34 @@ def nda() -> str | Response | tuple[str, int]:
     versions = db.session.scalars(sa.select(NdaVersion).order_by(NdaVersion.version.desc())).all()
     status = 400 if form.errors else 200
     return render_template("admin/nda.html", form=form, versions=versions), status
+
+
+def _vendor_or_404(vendor_id: int) -> Vendor:
+    vendor = db.session.get(Vendor, vendor_id)
+    if vendor is None:
+        abort(404)
+    return vendor
+
+
+@bp.route("/vendors/<int:vendor_id>", methods=["GET", "POST"])
+@role_required(Role.ADMIN)
+def vendor_detail(vendor_id: int) -> Response | tuple[str, int]:
+    """A vendor's declared working hours (read by the audit's anomaly rules)."""
+    vendor = _vendor_or_404(vendor_id)
+    form = WorkingHoursForm(obj=vendor)
+    status = 200
+    if form.is_submitted():
+        status = 400
+        if form.validate():
+            try:
+                services.set_working_hours(
+                    vendor, form.work_start.data, form.work_end.data, form.work_timezone.data, request_actor()
+                )
+            except PortalError as refusal:
+                db.session.rollback()
+                form.work_timezone.errors = [refusal.message]
+            else:
+                db.session.commit()
+                flash(f"Working hours of {vendor.name} saved.", "info")
+                return redirect(url_for("admin.vendor_detail", vendor_id=vendor.id), 303)
+    return render_template("admin/vendor.html", vendor=vendor, form=form), status

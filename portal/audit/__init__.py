@@ -1,1 +1,1 @@
-"""The tamper-evident access log: hash chain, signed checkpoints, export and verification."""
+"""The tamper-evident access log: hash chain, signed checkpoints, search, reports, export, verification."""

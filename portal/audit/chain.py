@@ -4,10 +4,19 @@ This module depends on nothing but the standard library and `cryptography`, so t
 offline verifier (`python -m portal.audit.verify`) runs from an export and a public key
 alone, without the portal's configuration or database.
 
-Two kinds of signature cover (sequence number, head hash, signing time), told apart by a
-domain prefix: checkpoints, stored in the database as the chain grows, and the seal that
-ends an export. A stored checkpoint therefore cannot be passed off as the seal of an
-export cut short at that point.
+Each link is `SHA-256(prev_hash + "\n" + digest)` where `digest` is the SHA-256 of the
+event's canonical JSON. Hashing the digest rather than the event itself lets a filtered
+export replace an event it leaves out by its digest alone (a "link" record): the verifier
+still recomputes every hash of the chain, and learns nothing of the event. A link that
+carried only its hash would not do: a forger could then alter the event before it and
+keep every later hash unchanged (see docs/audit.md).
+
+Three kinds of signature cover (sequence number, head hash, signing time), told apart by
+a domain prefix: checkpoints, stored in the database as the chain grows; the seal that
+ends a full export; and the seal that ends a filtered export, which also covers the
+selection (the filters, the first sequence number, how many events and which). A stored
+checkpoint therefore cannot be passed off as the seal of an export cut short at that
+point, nor a full export's seal as a filtered one's, or the other way round.
 """
 
 from __future__ import annotations
@@ -46,6 +55,7 @@ EVENT_FIELDS = (
 
 CHECKPOINT_DOMAIN = b"vendor-annotation-portal/audit-checkpoint/v1"
 SEAL_DOMAIN = b"vendor-annotation-portal/audit-export-seal/v1"
+SELECTION_SEAL_DOMAIN = b"vendor-annotation-portal/audit-export-seal/selection/v1"
 
 
 def canonical_json(value: Any) -> str:
@@ -58,18 +68,52 @@ def format_time(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+def canonical_event(event: Mapping[str, Any]) -> str:
+    """The canonical JSON of an event: exactly the fields in EVENT_FIELDS, nothing else."""
+    return canonical_json({name: event[name] for name in EVENT_FIELDS})
+
+
+def digest_text(canonical: str) -> str:
+    """The digest of an event given its canonical JSON (see `canonical_event`)."""
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+def event_digest(event: Mapping[str, Any]) -> str:
+    """SHA-256 of the event's canonical JSON: what a link record carries in its place."""
+    return digest_text(canonical_event(event))
+
+
+def link_hash(prev_hash: str, digest: str) -> str:
+    """One link of the chain: SHA-256 over the previous hash, a newline and the digest.
+
+    Raises ValueError (UnicodeEncodeError) for non-ASCII input, which no hash or digest is.
+    """
+    return hashlib.sha256(prev_hash.encode("ascii") + b"\n" + digest.encode("ascii")).hexdigest()
+
+
 def event_hash(prev_hash: str, event: Mapping[str, Any]) -> str:
-    """Hash an event: SHA-256 over the previous hash, a newline and the canonical event.
+    """Hash an event: the link from `prev_hash` through the event's digest.
 
     Only the fields in EVENT_FIELDS are covered; `event` may carry others (its own hash).
     """
-    body = canonical_json({name: event[name] for name in EVENT_FIELDS})
-    return hashlib.sha256(prev_hash.encode("ascii") + b"\n" + body.encode("utf-8")).hexdigest()
+    return link_hash(prev_hash, event_digest(event))
 
 
-def checkpoint_message(seq: int, head_hash: str, signed_at: str, domain: bytes = CHECKPOINT_DOMAIN) -> bytes:
-    """The exact bytes a checkpoint (or, with SEAL_DOMAIN, an export seal) signature covers."""
-    return b"\n".join([domain, str(seq).encode(), head_hash.encode("ascii"), signed_at.encode()])
+def checkpoint_message(
+    seq: int,
+    head_hash: str,
+    signed_at: str,
+    domain: bytes = CHECKPOINT_DOMAIN,
+    selection: Mapping[str, Any] | None = None,
+) -> bytes:
+    """The exact bytes a checkpoint (or, with a seal domain, an export seal) signature covers.
+
+    A filtered export's seal also covers its `selection`, as one line of canonical JSON.
+    """
+    parts = [domain, str(seq).encode(), head_hash.encode("ascii"), signed_at.encode()]
+    if selection is not None:
+        parts.append(canonical_json(selection).encode("utf-8"))
+    return b"\n".join(parts)
 
 
 def public_key_id(public_key: Ed25519PublicKey) -> str:
@@ -84,9 +128,10 @@ def sign_checkpoint(
     head_hash: str,
     signed_at: str,
     domain: bytes = CHECKPOINT_DOMAIN,
+    selection: Mapping[str, Any] | None = None,
 ) -> str:
     """Sign a checkpoint (or a seal) and return the base64 signature."""
-    signature = private_key.sign(checkpoint_message(seq, head_hash, signed_at, domain))
+    signature = private_key.sign(checkpoint_message(seq, head_hash, signed_at, domain, selection))
     return base64.b64encode(signature).decode("ascii")
 
 
@@ -97,6 +142,7 @@ def checkpoint_signature_valid(
     signed_at: str,
     signature: str,
     domain: bytes = CHECKPOINT_DOMAIN,
+    selection: Mapping[str, Any] | None = None,
 ) -> bool:
     """Tell whether `signature` is the key's signature over this checkpoint (or seal).
 
@@ -105,7 +151,7 @@ def checkpoint_signature_valid(
     try:
         public_key.verify(
             base64.b64decode(signature, validate=True),
-            checkpoint_message(seq, head_hash, signed_at, domain),
+            checkpoint_message(seq, head_hash, signed_at, domain, selection),
         )
     except (InvalidSignature, ValueError, TypeError, AttributeError):
         return False

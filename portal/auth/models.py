@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import enum
-from datetime import datetime
+from datetime import datetime, time
 
 import sqlalchemy as sa
 from flask_login import UserMixin
@@ -31,6 +31,11 @@ class Vendor(Base):
     name: Mapped[str] = mapped_column(sa.String(120), unique=True)
     active: Mapped[bool] = mapped_column(default=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # Declared working hours (local wall clock, end exclusive, may span midnight); the
+    # audit's "outside working hours" rule reads them. All NULL: none declared.
+    work_start: Mapped[time | None] = mapped_column(sa.Time)
+    work_end: Mapped[time | None] = mapped_column(sa.Time)
+    work_timezone: Mapped[str | None] = mapped_column(sa.String(64))
 
 
 class User(UserMixin, Base):
@@ -112,6 +117,8 @@ class UserSession(Base):
     last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
     mfa_verified_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # When the person last re-entered a TOTP code to confirm a sensitive action (step-up).
+    step_up_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     ip: Mapped[str | None] = mapped_column(sa.String(64))
     user_agent: Mapped[str | None] = mapped_column(sa.String(512))
     ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -272,3 +272,56 @@ def sign_out(user_session: UserSession, request_actor: Actor, now: datetime) -> 
     """End the current session at the person's request."""
     actor = actor_for(user_session.user, request_actor, user_session)
     sessions.end_session(user_session, EndReason.SIGNED_OUT, now, actor)
+
+
+def confirm_step_up(
+    user_session: UserSession,
+    code: str,
+    purpose: str,
+    request_actor: Actor,
+    now: datetime,
+    lockout: LockoutPolicy,
+) -> str | None:
+    """Re-check a current TOTP code before a sensitive action; return the session's new token.
+
+    Only a TOTP code counts: recovery codes are for a lost authenticator, not for
+    confirming an export. The replay guard is the sign-in's (a time step is accepted once),
+    so the code that just signed the person in does not confirm anything. A failure counts
+    towards the lockout like any wrong code, and a lockout ends the session. Audited as
+    `auth.step_up` with the `purpose`; the token is rotated, as at every step-up.
+    """
+    user = user_session.user
+    actor = actor_for(user, request_actor, user_session)
+    target = f"user:{user.id}"
+    if _is_locked(user, now):
+        record_event(
+            actor,
+            "auth.step_up",
+            outcome=Outcome.DENIED,
+            target=target,
+            details={"purpose": purpose, "reason": "locked"},
+        )
+        return None
+    step = second_factor.matching_step(second_factor.decrypt_secret(user), code, now)
+    if step is None or not second_factor.claim_step(user, step):
+        reason, outcome = ("wrong_code", Outcome.FAILED) if step is None else ("replay", Outcome.DENIED)
+        _register_failure(user, now, lockout, actor)
+        record_event(
+            actor,
+            "auth.step_up",
+            outcome=outcome,
+            target=target,
+            details={"purpose": purpose, "reason": reason},
+        )
+        if _is_locked(user, now):
+            sessions.end_session(user_session, EndReason.REVOKED, now, actor)
+        return None
+    user.failed_attempts = 0
+    user_session.step_up_at = now
+    record_event(actor, "auth.step_up", target=target, details={"purpose": purpose})
+    return sessions.rotate_token(user_session)
+
+
+def step_up_valid(user_session: UserSession, now: datetime, lifetime: timedelta) -> bool:
+    """Whether the session's last step-up is recent enough for another sensitive action."""
+    return user_session.step_up_at is not None and now - user_session.step_up_at < lifetime
