@@ -55,23 +55,7 @@ from portal.config import PROJECT_ROOT
 from portal.extensions import db
 from portal.keys import portal_keys
 
-COLUMNS = (
-    "seq",
-    "occurred_at",
-    "actor_id",
-    "actor",
-    "role",
-    "vendor",
-    "session_ref",
-    "ip",
-    "user_agent",
-    "action",
-    "target",
-    "outcome",
-    "details",
-    "prev_hash",
-    "hash",
-)
+COLUMNS = (*chain.EVENT_FIELDS, "prev_hash", "hash")
 VENDORS = ("Acme Transcription", "Blue Lagoon Typing", "Cobalt Captions", "Delta Language Services")
 AGENTS = (
     "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0",

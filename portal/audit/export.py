@@ -66,24 +66,7 @@ _EVENTS = AuditEvent.__table__
 _EXPORT_COLUMNS = (
     _EVENTS.c.seq,
     sa.type_coerce(_EVENTS.c.occurred_at, sa.DateTime()).label("occurred_at"),
-    *(
-        _EVENTS.c[name]
-        for name in (
-            "actor_id",
-            "actor",
-            "role",
-            "vendor",
-            "session_ref",
-            "ip",
-            "user_agent",
-            "action",
-            "target",
-            "outcome",
-            "details",
-            "prev_hash",
-            "hash",
-        )
-    ),
+    *(_EVENTS.c[name] for name in (*chain.EVENT_FIELDS[2:], "prev_hash", "hash")),
 )
 
 
