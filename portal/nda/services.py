@@ -27,18 +27,18 @@ def current_nda() -> NdaVersion | None:
 
 
 def has_accepted_current_nda(user: User) -> bool:
-    """Whether `user` accepted the current version (True while none is published)."""
-    current = current_nda()
-    if current is None:
-        return True
-    return (
-        db.session.scalar(
-            sa.select(NdaAcceptance.id).where(
-                NdaAcceptance.user_id == user.id, NdaAcceptance.nda_version_id == current.id
-            )
-        )
-        is not None
+    """Whether `user` accepted the current version (True while none is published).
+
+    One round trip: the gate chain asks this on every request.
+    """
+    current = sa.select(NdaVersion.id).order_by(NdaVersion.version.desc()).limit(1).scalar_subquery()
+    accepted = (
+        sa.select(NdaAcceptance.id)
+        .where(NdaAcceptance.user_id == user.id, NdaAcceptance.nda_version_id == current)
+        .exists()
     )
+    published, signed = db.session.execute(sa.select(current.is_not(None), accepted)).one()
+    return signed or not published
 
 
 def publish_nda(title: str, body: str, actor: Actor, now: datetime) -> NdaVersion:
