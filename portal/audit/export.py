@@ -61,6 +61,9 @@ MEDIA_TYPES = {"jsonl": "application/x-ndjson", "csv": "text/csv"}
 _ESCAPED = frozenset(start[0] for start in CSV_ESCAPED_STARTS)
 _quote = json.encoder.encode_basestring  # type: ignore[attr-defined]
 _EVENTS = AuditEvent.__table__
+# Positions, in an export row, of the text columns a CSV event row carries after the
+# sequence number, time and actor id: actor … details, prev_hash, hash.
+_CSV_TEXT_COLUMNS = range(3, 15)
 # The stored columns an export reads, in this order; the time without the UTC decorator
 # (naive UTC), formatted by `_time` far faster than `chain.format_time`.
 _EXPORT_COLUMNS = (
@@ -307,27 +310,14 @@ def _canonical_row(row: Sequence[Any]) -> str:
     Equal to `chain.canonical_event(event_record(row))` whenever the stored details are
     canonical, which `record_event` guarantees; `_checked_canonical` checks that.
     """
-    (
-        seq,
-        occurred,
-        actor_id,
-        actor,
-        role,
-        vendor,
-        session_ref,
-        ip,
-        agent,
-        action,
-        target,
-        outcome,
-        details,
-    ) = row[:13]
+    actor_id = row.actor_id
     return (
-        f'{{"action":{_json_text(action)},"actor":{_json_text(actor)},'
-        f'"actor_id":{"null" if actor_id is None else actor_id},"details":{details},'
-        f'"ip":{_json_text(ip)},"occurred_at":"{_time(occurred)}","outcome":{_json_text(outcome)},'
-        f'"role":{_json_text(role)},"seq":{seq},"session_ref":{_json_text(session_ref)},'
-        f'"target":{_json_text(target)},"user_agent":{_json_text(agent)},"vendor":{_json_text(vendor)}}}'
+        f'{{"action":{_json_text(row.action)},"actor":{_json_text(row.actor)},'
+        f'"actor_id":{"null" if actor_id is None else actor_id},"details":{row.details},'
+        f'"ip":{_json_text(row.ip)},"occurred_at":"{_time(row.occurred_at)}",'
+        f'"outcome":{_json_text(row.outcome)},"role":{_json_text(row.role)},"seq":{row.seq},'
+        f'"session_ref":{_json_text(row.session_ref)},"target":{_json_text(row.target)},'
+        f'"user_agent":{_json_text(row.user_agent)},"vendor":{_json_text(row.vendor)}}}'
     )
 
 
@@ -350,7 +340,7 @@ def _checked_canonical(row: Sequence[Any]) -> str:
     """
     body = _canonical_row(row)
     try:
-        if chain.link_hash(row[13], chain.digest_text(body)) == row[14]:
+        if chain.link_hash(row.prev_hash, chain.digest_text(body)) == row.hash:
             return body
     except (TypeError, ValueError, AttributeError):
         pass
@@ -369,10 +359,10 @@ class JsonlWriter:
         return ""
 
     def event(self, row: Sequence[Any]) -> str:
-        return event_line(_checked_canonical(row), row[13], row[14])
+        return event_line(_checked_canonical(row), row.prev_hash, row.hash)
 
     def link(self, row: Sequence[Any]) -> str:
-        return f'{{"type":"link","seq":{row[0]},"digest":"{_row_digest(row)}","hash":"{row[14]}"}}\n'
+        return f'{{"type":"link","seq":{row.seq},"digest":"{_row_digest(row)}","hash":"{row.hash}"}}\n'
 
     def record(self, record: dict[str, Any]) -> str:
         return jsonl_line(record)
@@ -405,46 +395,20 @@ class CsvWriter:
         return self._take()
 
     def event(self, row: Sequence[Any]) -> str:
-        (
-            seq,
-            occurred,
-            actor_id,
-            actor,
-            role,
-            vendor,
-            session_ref,
-            ip,
-            agent,
-            action,
-            target,
-            outcome,
-            details,
-        ) = row[:13]
         self.writer.writerow(
             [
                 "event",
-                seq,
-                _time(occurred),
-                actor_id,
-                _cell(actor),
-                _cell(role),
-                _cell(vendor),
-                _cell(session_ref),
-                _cell(ip),
-                _cell(agent),
-                _cell(action),
-                _cell(target),
-                _cell(outcome),
-                _cell(details),
-                _cell(row[13]),
-                _cell(row[14]),
+                row.seq,
+                _time(row.occurred_at),
+                row.actor_id,
+                *(_cell(row[index]) for index in _CSV_TEXT_COLUMNS),
                 *self.padding,
             ]
         )
         return self._take()
 
     def link(self, row: Sequence[Any]) -> str:
-        return self.record({"type": "link", "seq": row[0], "digest": _row_digest(row), "hash": row[14]})
+        return self.record({"type": "link", "seq": row.seq, "digest": _row_digest(row), "hash": row.hash})
 
     def record(self, record: dict[str, Any]) -> str:
         self.writer.writerow(_csv_row(record))
@@ -594,15 +558,15 @@ class ExportStream:
         for batch in _stored_batches(plan):
             parts = []
             for row in batch:
-                if filtered and not row[15]:
+                if filtered and not row.included:
                     parts.append(writer.link(row))
                     self.links += 1
                 else:
                     parts.append(writer.event(row))
                     self.events += 1
                     if filtered:
-                        self._seqs.update(b"%d\n" % row[0])
-                while pending and pending[0]["seq"] <= row[0]:
+                        self._seqs.update(b"%d\n" % row.seq)
+                while pending and pending[0]["seq"] <= row.seq:
                     parts.append(writer.record(pending.popleft()))
                     self.checkpoints += 1
             yield "".join(parts).encode()
