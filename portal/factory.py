@@ -11,6 +11,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from portal.access import enforce_access, through_gates
 from portal.admin.cli import nda_cli, users_cli, vendors_cli
 from portal.admin.views import bp as admin_bp
+from portal.analytics.cli import dashboard_cli
 from portal.analytics.views import bp as analytics_bp
 from portal.api.cli import apikeys_cli
 from portal.api.views import bp as api_bp
@@ -94,6 +95,7 @@ def create_app(env: Mapping[str, str] | None = None) -> Flask:
         clips_cli,
         subjects_cli,
         corrections_cli,
+        dashboard_cli,
     ):
         app.cli.add_command(group)
     return app

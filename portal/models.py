@@ -1,5 +1,12 @@
 """Import every model so that `Base.metadata` knows the whole schema (Alembic compares it)."""
 
+from portal.analytics.models import (
+    DashboardDay,
+    DashboardHour,
+    DashboardRatio,
+    DashboardRatioMonth,
+    DashboardRollup,
+)
 from portal.api.models import ApiKey
 from portal.audit.models import AuditCheckpoint, AuditEvent, AuditHead
 from portal.auth.models import RecoveryCode, User, UserSession, Vendor
@@ -19,6 +26,11 @@ __all__ = [
     "Clip",
     "ClipRedaction",
     "ClipVendor",
+    "DashboardDay",
+    "DashboardHour",
+    "DashboardRatio",
+    "DashboardRatioMonth",
+    "DashboardRollup",
     "NdaAcceptance",
     "NdaVersion",
     "OutboxEntry",

@@ -101,6 +101,7 @@ def _reset_postgres(url: str) -> None:
         connection.exec_driver_sql("SET session_replication_role = DEFAULT")
         connection.exec_driver_sql(f"INSERT INTO audit_head (id, seq, hash) VALUES (1, 0, '{'0' * 64}')")
         connection.exec_driver_sql("INSERT INTO outbox_head (id, position) VALUES (1, 0)")
+        connection.exec_driver_sql("INSERT INTO dashboard_rollup (id) VALUES (1)")
     engine.dispose()
 
 

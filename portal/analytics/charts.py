@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from portal.analytics.services import Dashboard, Key
+from portal.analytics.services import Buckets, Dashboard, Key
 
 # How many colour classes the stylesheet defines (series-0 … series-5); more series reuse them.
 PALETTE_SIZE = 6
@@ -259,11 +259,6 @@ def sparkline(values: Sequence[int], width: int = 96, height: int = 24) -> Spark
     return Sparkline(width, height, line, area, peak)
 
 
-def weekly(values: Sequence[int], every: int = 7) -> list[int]:
-    """Sum consecutive runs of `every` values (a long daily series, drawn as weeks)."""
-    return [sum(values[i : i + every]) for i in range(0, len(values), every)]
-
-
 @dataclass(frozen=True)
 class Meter:
     """A thin horizontal bar for a share (0–1) inside a table cell."""
@@ -283,15 +278,14 @@ def meter(share: float | None, width: int = 40, warn_at: float = 0.1, bad_at: fl
 
 # --- the dashboard's charts --------------------------------------------------------------------
 
-# Daily series longer than this are drawn as weeks in the sparklines.
-SPARKLINE_MAX_POINTS = 62
-
 
 @dataclass
 class DashboardCharts:
     """The charts of one dashboard page."""
 
     daily: BarChart
+    # The daily chart and the sparklines count weeks (long periods) rather than days.
+    per_week: bool
     hourly: BarChart
     hourly_is_profile: bool
     histogram: BarChart
@@ -300,13 +294,14 @@ class DashboardCharts:
 
 
 def _day_axis(days: Sequence[date]) -> list[tuple[int, str]]:
-    if len(days) <= 62:
+    if (days[-1] - days[0]).days < 62:
         step = every_nth(len(days), 10)
         return [(i, f"{day.day} {day:%b}") for i, day in enumerate(days) if i % step == 0]
     labels: list[tuple[int, str]] = []
     for i, day in enumerate(days):
-        # A label at each month's start (and at the start, unless a month starts soon).
-        if day.day == 1 or (i == 0 and day.day < 20):
+        # A label at the first bar of each month (and at the start, unless a month starts soon).
+        new_month = i > 0 and day.month != days[i - 1].month
+        if new_month or (i == 0 and day.day < 20):
             labels.append((i, f"{day:%b %Y}" if not labels or day.month == 1 else f"{day:%b}"))
     return labels
 
@@ -316,20 +311,23 @@ def _hour_axis(hours: Sequence[datetime]) -> list[tuple[int, str]]:
     return [(i, f"{hour:%a} {hour.day}") for i, hour in enumerate(hours) if i % step == 0]
 
 
-def _daily_values(board: Dashboard, daily: dict[date, int]) -> list[int]:
-    values = [daily.get(day, 0) for day in board.period.day_list()]
-    return weekly(values) if len(values) > SPARKLINE_MAX_POINTS else values
+def _bucket_label(buckets: Buckets, start: date) -> str:
+    if buckets.size == 1:
+        return start.isoformat()
+    end = min(start + timedelta(days=buckets.size - 1), buckets.last_day)
+    return f"{start.isoformat()} to {end.isoformat()}"
 
 
 def dashboard_charts(board: Dashboard) -> DashboardCharts:
     """Draw the page's charts from its figures."""
-    days = board.period.day_list()
-    vendors = sorted(board.daily_by_vendor.items(), key=lambda item: board.names.vendor(item[0]).casefold())
+    buckets = board.period.buckets
+    starts = buckets.starts()
+    vendors = sorted(board.series_by_vendor.items(), key=lambda item: board.names.vendor(item[0]).casefold())
     daily = stacked_bars(
-        days,
-        [(board.names.vendor(key), [per_day.get(day, 0) for day in days]) for key, per_day in vendors]
-        or [("done", [0] * len(days))],
-        lambda day: day.isoformat(),
+        starts,
+        [(board.names.vendor(key), [series.get(start, 0) for start in starts]) for key, series in vendors]
+        or [("done", [0] * len(starts))],
+        lambda start: _bucket_label(buckets, start),
         _day_axis,
     )
     if board.hourly is not None:
@@ -354,11 +352,13 @@ def dashboard_charts(board: Dashboard) -> DashboardCharts:
     time = board.overall.time
     return DashboardCharts(
         daily=daily,
+        per_week=buckets.size > 1,
         hourly=hourly,
         hourly_is_profile=board.hourly is None,
         histogram=histogram_chart(time.histogram(), time.median, time.p90),
-        trend=sparkline(_daily_values(board, board.overall.daily), width=120, height=34),
+        trend=sparkline([board.overall.series.get(start, 0) for start in starts], width=120, height=34),
         sparklines={
-            summary.key: sparkline(_daily_values(board, summary.daily)) for summary in board.annotators
+            summary.key: sparkline([summary.series.get(start, 0) for start in starts])
+            for summary in board.annotators
         },
     )

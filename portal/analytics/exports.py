@@ -138,7 +138,7 @@ def _annotator_rows(scope: Scope, period: Period, now: datetime) -> Iterator[lis
 
 def _vendor_rows(scope: Scope, period: Period, now: datetime) -> Iterator[list[Any]]:
     names = services.names_in(scope)
-    per_vendor = services.rollup_summaries(services.summaries(scope, period, now), By.VENDOR)
+    per_vendor = services.summaries_by(services.summaries(scope, period, now), By.VENDOR)
     for summary in sorted(per_vendor.values(), key=lambda s: names.vendor(s.key)):
         yield [names.vendor(summary.key), *_summary_values(summary)]
 

@@ -11,7 +11,7 @@ lease's, or the clip's vendor pool), so another vendor's rows never leave the da
 Internal supervisors (vendor NULL) see every vendor, or one they pick.
 
 Time is UTC. A period is a range of whole UTC days, both ends included. Figures keyed by
-annotator are grouped in SQL at that level (vendor, user); `rollup_summaries` adds them up
+annotator are grouped in SQL at that level (vendor, user); `summaries_by` adds them up
 to vendor or overall in Python (each figure's value supports `+`): one pass over at most a
 few hundred rows instead of another scan of the submissions.
 
@@ -42,7 +42,15 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from portal.analytics.sql import Unit, bucket_start, time_bucket
+from portal.analytics.models import (
+    ROLLUP_ID,
+    DashboardDay,
+    DashboardHour,
+    DashboardRatio,
+    DashboardRatioMonth,
+    DashboardRollup,
+)
+from portal.analytics.sql import Unit, bucket_start, days_since, time_bucket
 from portal.auth.models import User, Vendor
 from portal.clips.models import Clip, ClipStatus
 from portal.exceptions import AccessDenied, PortalError
@@ -60,6 +68,11 @@ RATIO_CAP_PERCENT = 1000
 # Hourly charts beyond this many days would draw thousands of bars; longer periods show
 # the hour-of-day profile instead (the hourly CSV is always available).
 HOURLY_CHART_MAX_DAYS = 31
+# Over longer periods the page's time series (tasks done per vendor, the sparklines) count
+# weeks rather than days: a year of daily bars is thinner than a pixel, and a year of days
+# per annotator is 70,000 numbers to fetch and draw. The per-day CSVs stay per day.
+DAILY_SERIES_MAX_DAYS = 62
+WEEK = 7
 FLAGGED_ON_PAGE = 25
 INTERNAL = "internal"
 
@@ -99,8 +112,32 @@ class Period:
     def day_list(self) -> list[date]:
         return [self.first_day + timedelta(days=offset) for offset in range(self.days)]
 
+    @property
+    def buckets(self) -> Buckets:
+        """The points of the page's time series: days, or weeks over long periods."""
+        return Buckets(self.first_day, self.last_day, WEEK if self.days > DAILY_SERIES_MAX_DAYS else 1)
+
     def as_args(self) -> dict[str, str]:
         return {"from": self.first_day.isoformat(), "to": self.last_day.isoformat()}
+
+
+@dataclass(frozen=True)
+class Buckets:
+    """Consecutive runs of `size` days from `first_day` (the last run may be shorter)."""
+
+    first_day: date
+    last_day: date
+    size: int
+
+    def of(self, day: date) -> date:
+        """The first day of the bucket `day` falls in."""
+        return self.first_day + timedelta(days=(day - self.first_day).days // self.size * self.size)
+
+    def starts(self) -> list[date]:
+        return [
+            self.first_day + timedelta(days=offset)
+            for offset in range(0, (self.last_day - self.first_day).days + 1, self.size)
+        ]
 
 
 def within(column: Any, period: Period) -> sa.ColumnElement[bool]:
@@ -459,7 +496,7 @@ class TimeOnTask:
         return [(low, high, count) for low, high, count in bins] + [(last, None, overflow)]
 
 
-def _ratio_steps() -> sa.ColumnElement[int]:
+def ratio_steps() -> sa.ColumnElement[int]:
     """floor(time on task × 20 / clip length), capped: the ratio in steps of 5 %.
 
     `//` is integer division on both databases (SQLAlchemy's `/` is true division);
@@ -491,13 +528,17 @@ class Reviews:
 
 
 def review_outcomes(scope: Scope, period: Period) -> dict[Key, Reviews]:
-    """Per annotator: submissions a supervisor accepted or rejected in `period`, and how many rejected."""
+    """Per annotator: submissions a supervisor accepted or rejected in `period`, and how many rejected.
+
+    A decision is a reviewer on the row (only a supervisor's decision sets one), not an
+    accepted status: erasing a clip later withdraws an accepted correction, but the
+    decision was made, and a day's figures must not change once the day is over.
+    """
     rejected = sa.func.sum(sa.case((Submission.status == SubmissionStatus.REJECTED, 1), else_=0))
     query = (
         sa.select(Submission.vendor_id, Submission.user_id, sa.func.count(), rejected)
         .where(
             within(Submission.reviewed_at, period),
-            Submission.status.in_((SubmissionStatus.ACCEPTED, SubmissionStatus.REJECTED)),
             Submission.reviewer_id.is_not(None),
             scope.covers(Submission.vendor_id),
         )
@@ -541,7 +582,7 @@ class Leases:
         return self.expired / self.taken if self.taken else None
 
 
-def _lease_expired(now: datetime) -> sa.ColumnElement[bool]:
+def lease_expired(now: datetime) -> sa.ColumnElement[bool]:
     """The lease ran out: its end passed while it was open (a submit, skip or release ends it
     before `expires_at`; a claim that notices the expiry ends it after)."""
     return sa.and_(
@@ -552,7 +593,7 @@ def _lease_expired(now: datetime) -> sa.ColumnElement[bool]:
 
 def expired_leases(scope: Scope, period: Period, now: datetime) -> dict[Key, Leases]:
     """Per annotator: leases taken in `period`, and how many of them expired."""
-    expired = sa.func.sum(sa.case((_lease_expired(now), 1), else_=0))
+    expired = sa.func.sum(sa.case((lease_expired(now), 1), else_=0))
     query = (
         sa.select(TaskLease.vendor_id, TaskLease.user_id, sa.func.count(), expired)
         .where(within(TaskLease.leased_at, period), scope.covers(TaskLease.vendor_id))
@@ -623,7 +664,7 @@ def quality(scope: Scope, period: Period) -> dict[Key, Quality]:
     def count_if(condition: sa.ColumnElement[bool]) -> sa.ColumnElement[int]:
         return sa.func.sum(sa.case((condition, 1), else_=0))
 
-    steps = _ratio_steps().label("steps")
+    steps = ratio_steps().label("steps")
     query = (
         sa.select(
             Submission.vendor_id,
@@ -788,7 +829,9 @@ class Summary:
     gold: Gold = field(default_factory=Gold)
     leases: Leases = field(default_factory=Leases)
     stamps: RubberStamps = field(default_factory=RubberStamps)
-    daily: dict[date, int] = field(default_factory=dict)
+    # Tasks done per bucket of the period (a day or a week, see `Period.buckets`), keyed by
+    # the bucket's first day.
+    series: dict[date, int] = field(default_factory=dict)
 
     @property
     def per_active_hour(self) -> float | None:
@@ -798,9 +841,43 @@ class Summary:
     def flagged_share(self) -> float | None:
         return self.stamps.flagged / self.done if self.done else None
 
+    def add(self, other: Summary) -> None:
+        """Add `other`'s figures to these: another part of the period, or an annotator of
+        the vendor (or everybody) this summary totals."""
+        self.done += other.done
+        self.active_hours += other.active_hours
+        self.time = self.time + other.time
+        self.reviews = self.reviews + other.reviews
+        self.gold = self.gold + other.gold
+        self.leases = self.leases + other.leases
+        self.stamps = self.stamps + other.stamps
+        for start, done in other.series.items():
+            self.series[start] = self.series.get(start, 0) + done
+
 
 def summaries(scope: Scope, period: Period, now: datetime) -> dict[Key, Summary]:
-    """Every period figure per annotator, joined up by key in Python.
+    """Every period figure per annotator: the sealed days from the rollup, the rest live.
+
+    Both parts count exactly the same rows in the same way (tests compare them day by
+    day), so where the line between them falls never shows on the page.
+    """
+    stored, live = split_period(period, sealed_through())
+    result: dict[Key, Summary] = {}
+    for part in (
+        stored_summaries(scope, stored, period.buckets) if stored else {},
+        live_summaries(scope, live, now, period.buckets) if live else {},
+    ):
+        for key, summary in part.items():
+            if key in result:
+                result[key].add(summary)
+            else:
+                result[key] = summary
+    return result
+
+
+def live_summaries(scope: Scope, period: Period, now: datetime, buckets: Buckets) -> dict[Key, Summary]:
+    """Every period figure per annotator, counted from the submissions and leases themselves;
+    the series in `buckets` (those of the whole period this part belongs to).
 
     Four scans of the period: submissions per day (no join), submissions with their clips
     (time on task, rubber stamps, gold), decisions (by `reviewed_at`), leases.
@@ -814,7 +891,8 @@ def summaries(scope: Scope, period: Period, now: datetime) -> dict[Key, Summary]
         summary = at(row.key)
         summary.done += row.done
         summary.active_hours += row.active_hours
-        summary.daily[row.bucket.date()] = row.done
+        start = buckets.of(row.bucket.date())
+        summary.series[start] = summary.series.get(start, 0) + row.done
     for key, figures in quality(scope, period).items():
         summary = at(key)
         summary.time, summary.stamps, summary.gold = figures.time, figures.stamps, figures.gold
@@ -825,22 +903,187 @@ def summaries(scope: Scope, period: Period, now: datetime) -> dict[Key, Summary]
     return result
 
 
-def rollup_summaries(per_annotator: Mapping[Key, Summary], by: By) -> dict[Key, Summary]:
+def summaries_by(per_annotator: Mapping[Key, Summary], by: By) -> dict[Key, Summary]:
     """Add annotator summaries up to vendors or overall."""
     result: dict[Key, Summary] = {}
     for key, summary in per_annotator.items():
         target = Key(key.vendor_id) if by is By.VENDOR else OVERALL
-        total = result.setdefault(target, Summary(target))
-        total.done += summary.done
-        total.active_hours += summary.active_hours
-        total.time = total.time + summary.time
-        total.reviews = total.reviews + summary.reviews
-        total.gold = total.gold + summary.gold
-        total.leases = total.leases + summary.leases
-        total.stamps = total.stamps + summary.stamps
-        for day, done in summary.daily.items():
-            total.daily[day] = total.daily.get(day, 0) + done
+        result.setdefault(target, Summary(target)).add(summary)
     return result
+
+
+# --- the sealed days: read from the rollup -------------------------------------------------------
+
+
+def sealed_through() -> date | None:
+    """The last day the rollup holds (None before the first refresh)."""
+    return db.session.scalar(sa.select(DashboardRollup.sealed_through).where(DashboardRollup.id == ROLLUP_ID))
+
+
+def split_period(period: Period, sealed: date | None) -> tuple[Period | None, Period | None]:
+    """`period` cut at the end of the sealed days: (the part in the rollup, the part after it)."""
+    if sealed is None or sealed < period.first_day:
+        return None, period
+    if sealed >= period.last_day:
+        return period, None
+    return Period(period.first_day, sealed), Period(sealed + timedelta(days=1), period.last_day)
+
+
+def _month_after(day: date) -> date:
+    """The first day of the month after `day`'s."""
+    return (day.replace(day=1) + timedelta(days=32)).replace(day=1)
+
+
+def whole_months(period: Period) -> tuple[list[date], list[Period]]:
+    """`period` as the whole calendar months inside it (their first days) and the days at
+    its edges that no whole month covers (zero, one or two periods)."""
+    first_month = period.first_day if period.first_day.day == 1 else _month_after(period.first_day)
+    months = []
+    month = first_month
+    while _month_after(month) - timedelta(days=1) <= period.last_day:
+        months.append(month)
+        month = _month_after(month)
+    if not months:
+        return [], [period]
+    edges = []
+    if period.first_day < months[0]:
+        edges.append(Period(period.first_day, months[0] - timedelta(days=1)))
+    after = _month_after(months[-1])
+    if after <= period.last_day:
+        edges.append(Period(after, period.last_day))
+    return months, edges
+
+
+def stored_summaries(scope: Scope, period: Period, buckets: Buckets) -> dict[Key, Summary]:
+    """Every period figure per annotator for sealed days, from the rollup tables.
+
+    Three reads: the additive figures summed per annotator, tasks done per annotator per
+    bucket (counted in SQL), and the time-on-task steps from whole months plus the edge days.
+    """
+    days = DashboardDay
+    in_period = sa.and_(
+        days.day >= period.first_day, days.day <= period.last_day, scope.covers(days.vendor_id)
+    )
+    totals = (
+        sa.select(
+            days.vendor_id,
+            days.user_id,
+            *(
+                sa.func.sum(column)
+                for column in (
+                    days.done,
+                    days.active_hours,
+                    days.unedited,
+                    days.fast,
+                    days.unheard,
+                    days.flagged,
+                    days.gold_scored,
+                    days.gold_wer_sum,
+                    days.gold_cer_sum,
+                    days.decided,
+                    days.rejected,
+                    days.leases_taken,
+                    days.leases_expired,
+                )
+            ),
+        )
+        .where(in_period)
+        .group_by(days.vendor_id, days.user_id)
+    )
+    # Keyed by the plain (vendor, user) tuple while reading: tens of thousands of daily rows
+    # hash a tuple much faster than a Key.
+    result: dict[tuple[int | None, int], Summary] = {}
+    for row in _rows(totals).all():
+        vendor_id, user_id, done, hours, unedited, fast, unheard, flagged, scored, wer, cer = row[:11]
+        decided, rejected, taken, expired = row[11:]
+        result[(vendor_id, user_id)] = Summary(
+            Key(vendor_id, user_id),
+            done=int(done),
+            active_hours=int(hours),
+            reviews=Reviews(int(decided), int(rejected)),
+            gold=Gold(int(scored), float(wer), float(cer)),
+            leases=Leases(int(taken), int(expired)),
+            stamps=RubberStamps(int(unedited), int(fast), int(unheard), int(flagged)),
+        )
+    starts = buckets.starts()
+    index = (days_since(buckets.first_day, days.day, _dialect()) // buckets.size).label("bucket")
+    series = (
+        sa.select(index, days.vendor_id, days.user_id, sa.func.sum(days.done))
+        .where(in_period, days.done > 0)
+        .group_by(index, days.vendor_id, days.user_id)
+    )
+    for bucket, vendor_id, user_id, done in _rows(series).all():
+        result[(vendor_id, user_id)].series[starts[bucket]] = int(done)
+    for key, ratios in _stored_ratios(scope, period).items():
+        result[key].time = ratios
+    return {summary.key: summary for summary in result.values()}
+
+
+def _stored_ratios(scope: Scope, period: Period) -> dict[tuple[int | None, int], TimeOnTask]:
+    """Per annotator, time-on-task steps of sealed days: a year reads 12 months of rows
+    (`DashboardRatioMonth`) and day rows only for the edges."""
+    months, edges = whole_months(period)
+    parts: list[sa.Select[Any]] = []
+    if months:
+        month = DashboardRatioMonth
+        parts.append(
+            sa.select(month.vendor_id, month.user_id, month.step, month.done).where(
+                month.month >= months[0], month.month <= months[-1], scope.covers(month.vendor_id)
+            )
+        )
+    ratio = DashboardRatio
+    for edge in edges:
+        parts.append(
+            sa.select(ratio.vendor_id, ratio.user_id, ratio.step, ratio.done).where(
+                ratio.day >= edge.first_day, ratio.day <= edge.last_day, scope.covers(ratio.vendor_id)
+            )
+        )
+    steps = sa.union_all(*parts).subquery() if len(parts) > 1 else parts[0].subquery()
+    query = sa.select(steps.c.vendor_id, steps.c.user_id, steps.c.step, sa.func.sum(steps.c.done)).group_by(
+        steps.c.vendor_id, steps.c.user_id, steps.c.step
+    )
+    result: dict[tuple[int | None, int], TimeOnTask] = {}
+    for vendor_id, user_id, step, done in _rows(query).all():
+        counts = result.setdefault((vendor_id, user_id), TimeOnTask()).counts
+        counts[int(step) * RATIO_STEP_PERCENT] = int(done)
+    return result
+
+
+def hourly_done(scope: Scope, period: Period) -> list[tuple[datetime, int]]:
+    """Tasks done in each hour of `period` (hours without any left out), in time order."""
+    stored, live = split_period(period, sealed_through())
+    result: list[tuple[datetime, int]] = []
+    if stored:
+        hours = DashboardHour
+        query = (
+            sa.select(hours.day, hours.hour, sa.func.sum(hours.done))
+            .where(hours.day >= stored.first_day, hours.day <= stored.last_day, scope.covers(hours.vendor_id))
+            .group_by(hours.day, hours.hour)
+            .order_by(hours.day, hours.hour)
+        )
+        result.extend(
+            (datetime.combine(day, time(int(hour)), tzinfo=UTC), int(done))
+            for day, hour, done in _rows(query)
+        )
+    if live:
+        result.extend((row.bucket, row.done) for row in tasks_done(scope, live, Unit.HOUR, By.ALL))
+    return result
+
+
+def hour_of_day_done(scope: Scope, period: Period) -> list[int]:
+    """Tasks done in `period` per hour of the day (0–23, UTC), sealed days from the rollup."""
+    stored, live = split_period(period, sealed_through())
+    counts = hourly_profile(scope, live) if live else [0] * 24
+    if stored:
+        hours = DashboardHour
+        query = (
+            sa.select(hours.hour, sa.func.sum(hours.done))
+            .where(hours.day >= stored.first_day, hours.day <= stored.last_day, scope.covers(hours.vendor_id))
+            .group_by(hours.hour)
+        )
+        for hour, done in _rows(query):
+            counts[int(hour)] += int(done)
+    return counts
 
 
 @dataclass
@@ -855,7 +1098,7 @@ class Dashboard:
     annotators: list[Summary]
     vendors: list[Summary]
     overall: Summary
-    daily_by_vendor: dict[Key, dict[date, int]]
+    series_by_vendor: dict[Key, dict[date, int]]
     hourly: list[tuple[datetime, int]] | None
     hour_of_day: list[int] | None
     flagged: list[FlaggedSubmission]
@@ -866,13 +1109,12 @@ def dashboard(scope: Scope, period: Period, now: datetime) -> Dashboard:
     """Compute the page: the queue now, and every period figure per annotator, vendor and overall."""
     queue, queue_total = queue_status(scope, now)
     per_annotator = summaries(scope, period, now)
-    per_vendor = rollup_summaries(per_annotator, By.VENDOR)
-    overall = rollup_summaries(per_annotator, By.ALL).get(OVERALL, Summary(OVERALL))
+    per_vendor = summaries_by(per_annotator, By.VENDOR)
+    overall = summaries_by(per_annotator, By.ALL).get(OVERALL, Summary(OVERALL))
     if period.days <= HOURLY_CHART_MAX_DAYS:
-        hourly = [(row.bucket, row.done) for row in tasks_done(scope, period, Unit.HOUR, By.ALL)]
-        hour_of_day = None
+        hourly, hour_of_day = hourly_done(scope, period), None
     else:
-        hourly, hour_of_day = None, hourly_profile(scope, period)
+        hourly, hour_of_day = None, hour_of_day_done(scope, period)
     flagged = list(flagged_submissions(scope, period, FLAGGED_ON_PAGE))
     names = names_in(scope)
     return Dashboard(
@@ -884,7 +1126,7 @@ def dashboard(scope: Scope, period: Period, now: datetime) -> Dashboard:
         annotators=sorted(per_annotator.values(), key=lambda s: (-s.done, names.annotator(s.key))),
         vendors=sorted(per_vendor.values(), key=lambda s: names.vendor(s.key).casefold()),
         overall=overall,
-        daily_by_vendor={key: summary.daily for key, summary in per_vendor.items()},
+        series_by_vendor={key: summary.series for key, summary in per_vendor.items()},
         hourly=hourly,
         hour_of_day=hour_of_day,
         flagged=flagged,

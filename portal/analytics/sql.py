@@ -18,7 +18,7 @@ SQLAlchemy constructs that cache normally.
 from __future__ import annotations
 
 import enum
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -56,6 +56,29 @@ def time_bucket(column: sa.ColumnElement[Any], unit: Unit, dialect: str) -> sa.C
             return sa.cast(sa.func.substr(column, _inline(12), _inline(2)), sa.Integer)
         return sa.func.substr(column, _inline(1), _inline(SQLITE_PREFIX[unit]))
     raise NotImplementedError(f"no time buckets for the {dialect} dialect")
+
+
+def day_of(column: sa.ColumnElement[Any], dialect: str) -> sa.ColumnElement[Any]:
+    """The UTC day `column` falls in, as the database stores a `Date` (for INSERT … SELECT
+    into the rollup): a cast on PostgreSQL, the `YYYY-MM-DD` prefix on SQLite."""
+    if dialect == "postgresql":
+        return sa.cast(column, sa.Date)
+    if dialect == "sqlite":
+        return sa.func.substr(column, _inline(1), _inline(SQLITE_PREFIX[Unit.DAY]), type_=sa.Date)
+    raise NotImplementedError(f"no days for the {dialect} dialect")
+
+
+def days_since(start: date, column: sa.ColumnElement[Any], dialect: str) -> sa.ColumnElement[int]:
+    """Whole days from `start` to the `Date` in `column`, computed in SQL.
+
+    `start` is rendered inline (see `time_bucket`): the expression is also a GROUP BY key.
+    """
+    if dialect == "postgresql":
+        return sa.type_coerce(column - sa.literal_column(f"DATE '{start.isoformat()}'"), sa.Integer)
+    if dialect == "sqlite":
+        start_day = sa.func.julianday(sa.literal_column(f"'{start.isoformat()}'"))
+        return sa.cast(sa.func.julianday(column) - start_day, sa.Integer)
+    raise NotImplementedError(f"no day arithmetic for the {dialect} dialect")
 
 
 def bucket_start(value: Any, unit: Unit) -> Any:

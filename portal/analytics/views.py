@@ -13,7 +13,7 @@ from flask import Blueprint, Response, abort, render_template, request, stream_w
 from flask_login import current_user
 
 from portal.access import role_required
-from portal.analytics import exports, formatting, services
+from portal.analytics import exports, formatting, rollup, services
 from portal.analytics.charts import dashboard_charts, meter
 from portal.analytics.services import FilterError
 from portal.audit.context import request_actor
@@ -48,6 +48,8 @@ def dashboard() -> tuple[str, int]:
             ),
             400,
         )
+    rollup.refresh(now)
+    db.session.commit()
     board = services.dashboard(scope, period, now)
     quick_ranges = [
         (label, services.Period(now.date() - timedelta(days=days - 1), now.date()))
@@ -84,6 +86,7 @@ def download(table: str) -> Response:
     now = utcnow()
     scope = services.scope_for(current_user, request.args.get("vendor"))
     period = services.parse_period(request.args.get("from"), request.args.get("to"), now.date())
+    rollup.refresh(now)
     record_event(
         request_actor(),
         "analytics.exported",

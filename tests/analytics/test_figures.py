@@ -184,7 +184,7 @@ def test_page_summaries_add_up(ctx):
     board = services.dashboard(Scope(None), WEEK, NOW)
     by_key = {summary.key: summary for summary in board.annotators}
     assert (by_key[a1].done, by_key[a1].active_hours, by_key[a1].per_active_hour) == (5, 4, 1.25)
-    assert by_key[a1].daily == {date(2026, 11, 24): 2, date(2026, 11, 25): 1, date(2026, 11, 29): 2}
+    assert by_key[a1].series == {date(2026, 11, 24): 2, date(2026, 11, 25): 1, date(2026, 11, 29): 2}
     vendors = {board.names.vendor(summary.key): summary for summary in board.vendors}
     assert vendors["Acme Transcription"].done == 7
     assert vendors["Globex Voice"].done == 2
