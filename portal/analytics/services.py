@@ -123,21 +123,28 @@ class Period:
 
 @dataclass(frozen=True)
 class Buckets:
-    """Consecutive runs of `size` days from `first_day` (the last run may be shorter)."""
+    """Runs of `size` days from `first_day` to `last_day`, aligned on the end: the last run
+    (the latest week, the one a supervisor looks at first) is whole, the first may be shorter."""
 
     first_day: date
     last_day: date
     size: int
 
+    @property
+    def anchor(self) -> date:
+        """Where the first run would start if it were whole (on or before `first_day`)."""
+        missing = -((self.last_day - self.first_day).days + 1) % self.size
+        return self.first_day - timedelta(days=missing)
+
     def of(self, day: date) -> date:
-        """The first day of the bucket `day` falls in."""
-        return self.first_day + timedelta(days=(day - self.first_day).days // self.size * self.size)
+        """The first day of the run `day` falls in."""
+        run = (day - self.anchor).days // self.size
+        return max(self.first_day, self.anchor + timedelta(days=run * self.size))
 
     def starts(self) -> list[date]:
-        return [
-            self.first_day + timedelta(days=offset)
-            for offset in range(0, (self.last_day - self.first_day).days + 1, self.size)
-        ]
+        """The first day of every run, in order (the index of a run is its position here)."""
+        runs = ((self.last_day - self.anchor).days + 1) // self.size
+        return [max(self.first_day, self.anchor + timedelta(days=run * self.size)) for run in range(runs)]
 
 
 def within(column: Any, period: Period) -> sa.ColumnElement[bool]:
@@ -1006,7 +1013,9 @@ def stored_summaries(scope: Scope, period: Period, buckets: Buckets) -> dict[Key
             stamps=RubberStamps(int(unedited), int(fast), int(unheard), int(flagged)),
         )
     starts = buckets.starts()
-    index = (days_since(buckets.first_day, days.day, _dialect()) // buckets.size).label("bucket")
+    # Counted from the anchor, so that every index is ≥ 0 (integer division of a negative
+    # number rounds differently on the two databases).
+    index = (days_since(buckets.anchor, days.day, _dialect()) // buckets.size).label("bucket")
     series = (
         sa.select(index, days.vendor_id, days.user_id, sa.func.sum(days.done))
         .where(in_period, days.done > 0)

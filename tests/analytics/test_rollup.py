@@ -145,14 +145,26 @@ def test_long_periods_count_weeks(history):
 
 
 def test_buckets():
+    # 90 days: 12 whole weeks ending on the last day, and 6 days before them.
     buckets = Period(date(2026, 1, 1), date(2026, 3, 31)).buckets
-    assert (buckets.size, buckets.starts()[:2], buckets.starts()[-1]) == (
-        7,
-        [date(2026, 1, 1), date(2026, 1, 8)],
-        date(2026, 3, 26),
+    starts = buckets.starts()
+    assert (buckets.size, len(starts)) == (7, 13)
+    assert starts[:3] == [date(2026, 1, 1), date(2026, 1, 7), date(2026, 1, 14)]
+    assert starts[-1] == date(2026, 3, 25)
+    assert [buckets.of(day) for day in (date(2026, 1, 6), date(2026, 1, 7), date(2026, 3, 31))] == [
+        date(2026, 1, 1),
+        date(2026, 1, 7),
+        date(2026, 3, 25),
+    ]
+    # A whole number of weeks: every run is whole.
+    even = Period(date(2026, 1, 1), date(2026, 3, 25)).buckets
+    assert even.starts()[0:2] == [date(2026, 1, 1), date(2026, 1, 8)] and even.anchor == date(2026, 1, 1)
+    day = Period(date(2026, 3, 1), date(2026, 3, 3)).buckets
+    assert (day.size, day.starts(), day.of(date(2026, 3, 2))) == (
+        1,
+        [date(2026, 3, d) for d in (1, 2, 3)],
+        date(2026, 3, 2),
     )
-    assert buckets.of(date(2026, 1, 7)) == date(2026, 1, 1)
-    assert buckets.of(date(2026, 3, 31)) == date(2026, 3, 26)
 
 
 def test_whole_months():
