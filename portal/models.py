@@ -4,8 +4,9 @@ from portal.analytics.models import (
     DashboardDay,
     DashboardHour,
     DashboardRatio,
-    DashboardRatioMonth,
+    DashboardRatioTotal,
     DashboardRollup,
+    DashboardTotal,
 )
 from portal.api.models import ApiKey
 from portal.audit.models import AuditCheckpoint, AuditEvent, AuditHead
@@ -29,8 +30,9 @@ __all__ = [
     "DashboardDay",
     "DashboardHour",
     "DashboardRatio",
-    "DashboardRatioMonth",
+    "DashboardRatioTotal",
     "DashboardRollup",
+    "DashboardTotal",
     "NdaAcceptance",
     "NdaVersion",
     "OutboxEntry",

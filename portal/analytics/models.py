@@ -9,11 +9,13 @@ them for the sealed part of a range and the submissions themselves only for the 
 after it (normally just today).
 
 * `DashboardDay`: one row per (day, vendor, annotator) with every additive figure;
-* `DashboardRatio` / `DashboardRatioMonth`: how many submissions took each 5 % step of
-  the clip's length (the time-on-task distribution), per day and per whole month: a year
-  is read as 12 months of steps plus the days at the edges, not 365 days of them;
+* `DashboardRatio`: how many submissions of an annotator took each 5 % step of the clip's
+  length on a day (the time-on-task distribution);
+* `DashboardTotal` / `DashboardRatioTotal`: the same added up from the first sealed day
+  through each month's end and through the last sealed day (checkpoints), so that a year
+  is read as the difference of two running totals (`portal.analytics.checkpoints`);
 * `DashboardHour`: submissions per (day, hour of day, vendor), for the hourly charts;
-* `DashboardRollup`: the single row that says through which day the tables are complete.
+* `DashboardRollup`: the single row that says which days the tables hold.
 """
 
 from __future__ import annotations
@@ -29,7 +31,8 @@ ROLLUP_ID = 1
 
 
 class DashboardRollup(Base):
-    """The rollup's state (one row, id 1): days up to `sealed_through` are in the tables.
+    """The rollup's state (one row, id 1): days from `sealed_from` to `sealed_through` are in
+    the tables (there was nothing to count before `sealed_from`).
 
     Refreshing locks this row, so two refreshes never add the same day twice.
     """
@@ -37,22 +40,36 @@ class DashboardRollup(Base):
     __tablename__ = "dashboard_rollup"
 
     id: Mapped[int] = mapped_column(primary_key=True)
+    sealed_from: Mapped[date | None] = mapped_column(sa.Date)
     sealed_through: Mapped[date | None] = mapped_column(sa.Date)
     refreshed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
-class DashboardDay(Base):
-    """One annotator's additive figures for one sealed day (see `portal.analytics.services`).
+# The additive figures of one annotator, in the order the rollup reads and writes them.
+FIGURES = (
+    "done",
+    "active_hours",
+    "unedited",
+    "fast",
+    "unheard",
+    "flagged",
+    "gold_scored",
+    "gold_wer_sum",
+    "gold_cer_sum",
+    "decided",
+    "rejected",
+    "leases_taken",
+    "leases_expired",
+)
+
+
+class AnnotatorFigures:
+    """The columns a day's row and a running total share: whose figures, and the figures.
 
     Each figure is dated by its own moment: submissions by `created_at`, decisions by
-    `reviewed_at`, leases by `leased_at`.
+    `reviewed_at`, leases by `leased_at` (see `portal.analytics.services`).
     """
 
-    __tablename__ = "dashboard_days"
-    __table_args__ = (sa.Index("ix_dashboard_days_day", "day", "vendor_id", "user_id", "done"),)
-
-    id: Mapped[int] = mapped_column(primary_key=True)
-    day: Mapped[date] = mapped_column(sa.Date)
     vendor_id: Mapped[int | None]
     user_id: Mapped[int]
     done: Mapped[int]
@@ -70,6 +87,27 @@ class DashboardDay(Base):
     leases_expired: Mapped[int]
 
 
+class DashboardDay(AnnotatorFigures, Base):
+    """One annotator's additive figures for one sealed day."""
+
+    __tablename__ = "dashboard_days"
+    __table_args__ = (sa.Index("ix_dashboard_days_day", "day", "vendor_id", "user_id", "done"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    day: Mapped[date] = mapped_column(sa.Date)
+
+
+class DashboardTotal(AnnotatorFigures, Base):
+    """One annotator's figures added up over every sealed day through `through` (a checkpoint:
+    the end of a month, or the last sealed day)."""
+
+    __tablename__ = "dashboard_totals"
+    __table_args__ = (sa.Index("ix_dashboard_totals_through", "through", "vendor_id", "user_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    through: Mapped[date] = mapped_column(sa.Date)
+
+
 class DashboardRatio(Base):
     """Submissions of one annotator on one sealed day whose time on task fell in one step."""
 
@@ -84,16 +122,16 @@ class DashboardRatio(Base):
     done: Mapped[int]
 
 
-class DashboardRatioMonth(Base):
-    """`DashboardRatio` added up over a whole sealed month (`month` is its first day)."""
+class DashboardRatioTotal(Base):
+    """`DashboardRatio` added up over every sealed day through `through` (a checkpoint)."""
 
-    __tablename__ = "dashboard_ratio_months"
+    __tablename__ = "dashboard_ratio_totals"
     __table_args__ = (
-        sa.Index("ix_dashboard_ratio_months_month", "month", "vendor_id", "user_id", "step", "done"),
+        sa.Index("ix_dashboard_ratio_totals_through", "through", "vendor_id", "user_id", "step", "done"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    month: Mapped[date] = mapped_column(sa.Date)
+    through: Mapped[date] = mapped_column(sa.Date)
     vendor_id: Mapped[int | None]
     user_id: Mapped[int]
     step: Mapped[int]

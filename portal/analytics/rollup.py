@@ -29,22 +29,26 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from portal.analytics.checkpoints import Sealed
 from portal.analytics.models import (
+    FIGURES,
     ROLLUP_ID,
     DashboardDay,
     DashboardHour,
     DashboardRatio,
-    DashboardRatioMonth,
+    DashboardRatioTotal,
     DashboardRollup,
+    DashboardTotal,
 )
-from portal.analytics.services import Period, lease_expired, ratio_steps, whole_months, within
+from portal.analytics.periods import Period
+from portal.analytics.services import lease_expired, ratio_steps, within
 from portal.analytics.sql import Unit, day_of, time_bucket
 from portal.clips.models import Clip
 from portal.extensions import db
 from portal.tasks.models import Submission, SubmissionStatus, TaskLease
 
 SEAL_DELAY = timedelta(minutes=15)
-ROLLUP_TABLES = (DashboardDay, DashboardRatio, DashboardRatioMonth, DashboardHour)
+ROLLUP_TABLES = (DashboardDay, DashboardRatio, DashboardHour, DashboardTotal, DashboardRatioTotal)
 
 
 @dataclass(frozen=True)
@@ -90,15 +94,17 @@ def refresh(now: datetime) -> Refresh:
     sealed = state.sealed_through
     if sealed is not None and limit <= sealed:
         return Refresh(None, sealed)
-    first = sealed + timedelta(days=1) if sealed is not None else _first_day(limit)
-    added = Period(first, limit) if first <= limit else None
-    if added is not None:
+    if sealed is None or state.sealed_from is None:
+        state.sealed_from = _first_day(limit)
+    first = sealed + timedelta(days=1) if sealed is not None else state.sealed_from
+    if first <= limit:
+        added = Period(first, limit)
         _add_days(added, now)
-        _add_months(added)
+        _add_checkpoints(Sealed(state.sealed_from, limit), added, sealed)
     state.sealed_through = limit
     state.refreshed_at = now
     db.session.flush()
-    return Refresh(added, limit)
+    return Refresh(Period(first, limit) if first <= limit else None, limit)
 
 
 def rebuild(now: datetime) -> Refresh:
@@ -106,7 +112,7 @@ def rebuild(now: datetime) -> Refresh:
     state = _lock_state()
     for table in ROLLUP_TABLES:
         db.session.execute(sa.delete(table))
-    state.sealed_through = None
+    state.sealed_from = state.sealed_through = None
     db.session.flush()
     return refresh(now)
 
@@ -280,24 +286,50 @@ def _day_rows(
     return rows
 
 
-def _add_months(added: Period) -> None:
-    """Add up the time-on-task steps of each month that `added` completed."""
-    month_start = added.first_day.replace(day=1)
-    months, _ = whole_months(Period(month_start, added.last_day))
-    ratio = DashboardRatio
-    for month in months:
-        month_end = (month + timedelta(days=32)).replace(day=1) - timedelta(days=1)
-        db.session.execute(
-            sa.insert(DashboardRatioMonth).from_select(
-                ["month", "vendor_id", "user_id", "step", "done"],
-                sa.select(
-                    sa.literal(month, sa.Date),
-                    ratio.vendor_id,
-                    ratio.user_id,
-                    ratio.step,
-                    sa.func.sum(ratio.done),
-                )
-                .where(ratio.day >= month, ratio.day <= month_end)
-                .group_by(ratio.vendor_id, ratio.user_id, ratio.step),
-            )
+def _add_checkpoints(sealed: Sealed, added: Period, previous: date | None) -> None:
+    """Write the running totals through each month's end in `added` and through its last day.
+
+    Each is the one before it plus the days between. The previous refresh's last day stays
+    a checkpoint only if it ended a month; otherwise it is dropped once the new ones are built
+    (it was their starting point).
+    """
+    base = previous
+    for through in sealed.checkpoints_in(added):
+        days = Period(base + timedelta(days=1) if base is not None else sealed.first_day, through)
+        _add_checkpoint(DashboardTotal, DashboardDay, FIGURES, through, base, days, keys=())
+        _add_checkpoint(DashboardRatioTotal, DashboardRatio, ("done",), through, base, days, keys=("step",))
+        base = through
+    if previous is not None and not sealed.has_checkpoint(previous):
+        for table in (DashboardTotal, DashboardRatioTotal):
+            db.session.execute(sa.delete(table).where(table.through == previous))
+
+
+def _add_checkpoint(
+    total: Any,
+    daily: Any,
+    figures: tuple[str, ...],
+    through: date,
+    base: date | None,
+    days: Period,
+    keys: tuple[str, ...],
+) -> None:
+    """INSERT the running total through `through`: the one through `base` plus `days`."""
+    key_names = ("vendor_id", "user_id", *keys)
+
+    def part(table: Any, *conditions: sa.ColumnElement[bool]) -> sa.Select[Any]:
+        return sa.select(*(getattr(table, name) for name in (*key_names, *figures))).where(*conditions)
+
+    parts = [part(daily, daily.day >= days.first_day, daily.day <= days.last_day)]
+    if base is not None:
+        parts.append(part(total, total.through == base))
+    rows = sa.union_all(*parts).subquery()
+    db.session.execute(
+        sa.insert(total).from_select(
+            ["through", *key_names, *figures],
+            sa.select(
+                sa.literal(through, sa.Date),
+                *(rows.c[name] for name in key_names),
+                *(sa.func.sum(rows.c[name]) for name in figures),
+            ).group_by(*(rows.c[name] for name in key_names)),
         )
+    )

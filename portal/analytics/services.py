@@ -42,14 +42,19 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from portal.analytics import checkpoints
+from portal.analytics.checkpoints import Sealed, Term
 from portal.analytics.models import (
+    FIGURES,
     ROLLUP_ID,
     DashboardDay,
     DashboardHour,
     DashboardRatio,
-    DashboardRatioMonth,
+    DashboardRatioTotal,
     DashboardRollup,
+    DashboardTotal,
 )
+from portal.analytics.periods import Buckets, Period
 from portal.analytics.sql import Unit, bucket_start, days_since, time_bucket
 from portal.auth.models import User, Vendor
 from portal.clips.models import Clip, ClipStatus
@@ -68,11 +73,6 @@ RATIO_CAP_PERCENT = 1000
 # Hourly charts beyond this many days would draw thousands of bars; longer periods show
 # the hour-of-day profile instead (the hourly CSV is always available).
 HOURLY_CHART_MAX_DAYS = 31
-# Over longer periods the page's time series (tasks done per vendor, the sparklines) count
-# weeks rather than days: a year of daily bars is thinner than a pixel, and a year of days
-# per annotator is 70,000 numbers to fetch and draw. The per-day CSVs stay per day.
-DAILY_SERIES_MAX_DAYS = 62
-WEEK = 7
 FLAGGED_ON_PAGE = 25
 INTERNAL = "internal"
 
@@ -87,64 +87,6 @@ class FilterError(PortalError):
 
 
 # --- the filters: period and scope -----------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Period:
-    """Whole UTC days from `first_day` to `last_day`, both included."""
-
-    first_day: date
-    last_day: date
-
-    @property
-    def start(self) -> datetime:
-        return datetime.combine(self.first_day, time(0), tzinfo=UTC)
-
-    @property
-    def end(self) -> datetime:
-        """The first instant after the period (exclusive bound)."""
-        return datetime.combine(self.last_day + timedelta(days=1), time(0), tzinfo=UTC)
-
-    @property
-    def days(self) -> int:
-        return (self.last_day - self.first_day).days + 1
-
-    def day_list(self) -> list[date]:
-        return [self.first_day + timedelta(days=offset) for offset in range(self.days)]
-
-    @property
-    def buckets(self) -> Buckets:
-        """The points of the page's time series: days, or weeks over long periods."""
-        return Buckets(self.first_day, self.last_day, WEEK if self.days > DAILY_SERIES_MAX_DAYS else 1)
-
-    def as_args(self) -> dict[str, str]:
-        return {"from": self.first_day.isoformat(), "to": self.last_day.isoformat()}
-
-
-@dataclass(frozen=True)
-class Buckets:
-    """Runs of `size` days from `first_day` to `last_day`, aligned on the end: the last run
-    (the latest week, the one a supervisor looks at first) is whole, the first may be shorter."""
-
-    first_day: date
-    last_day: date
-    size: int
-
-    @property
-    def anchor(self) -> date:
-        """Where the first run would start if it were whole (on or before `first_day`)."""
-        missing = -((self.last_day - self.first_day).days + 1) % self.size
-        return self.first_day - timedelta(days=missing)
-
-    def of(self, day: date) -> date:
-        """The first day of the run `day` falls in."""
-        run = (day - self.anchor).days // self.size
-        return max(self.first_day, self.anchor + timedelta(days=run * self.size))
-
-    def starts(self) -> list[date]:
-        """The first day of every run, in order (the index of a run is its position here)."""
-        runs = ((self.last_day - self.anchor).days + 1) // self.size
-        return [max(self.first_day, self.anchor + timedelta(days=run * self.size)) for run in range(runs)]
 
 
 def within(column: Any, period: Period) -> sa.ColumnElement[bool]:
@@ -868,10 +810,11 @@ def summaries(scope: Scope, period: Period, now: datetime) -> dict[Key, Summary]
     Both parts count exactly the same rows in the same way (tests compare them day by
     day), so where the line between them falls never shows on the page.
     """
-    stored, live = split_period(period, sealed_through())
+    sealed = sealed_days()
+    stored, live = split_period(period, sealed)
     result: dict[Key, Summary] = {}
     for part in (
-        stored_summaries(scope, stored, period.buckets) if stored else {},
+        stored_summaries(scope, stored, period.buckets, sealed) if stored and sealed else {},
         live_summaries(scope, live, now, period.buckets) if live else {},
     ):
         for key, summary in part.items():
@@ -922,145 +865,110 @@ def summaries_by(per_annotator: Mapping[Key, Summary], by: By) -> dict[Key, Summ
 # --- the sealed days: read from the rollup -------------------------------------------------------
 
 
-def sealed_through() -> date | None:
-    """The last day the rollup holds (None before the first refresh)."""
-    return db.session.scalar(sa.select(DashboardRollup.sealed_through).where(DashboardRollup.id == ROLLUP_ID))
+def sealed_days() -> Sealed | None:
+    """The days the rollup holds (None before the first refresh)."""
+    row = db.session.execute(
+        sa.select(DashboardRollup.sealed_from, DashboardRollup.sealed_through).where(
+            DashboardRollup.id == ROLLUP_ID
+        )
+    ).one()
+    return Sealed(row.sealed_from, row.sealed_through) if row.sealed_through is not None else None
 
 
-def split_period(period: Period, sealed: date | None) -> tuple[Period | None, Period | None]:
+def split_period(period: Period, sealed: Sealed | None) -> tuple[Period | None, Period | None]:
     """`period` cut at the end of the sealed days: (the part in the rollup, the part after it)."""
-    if sealed is None or sealed < period.first_day:
+    if sealed is None or sealed.last_day < period.first_day:
         return None, period
-    if sealed >= period.last_day:
+    if sealed.last_day >= period.last_day:
         return period, None
-    return Period(period.first_day, sealed), Period(sealed + timedelta(days=1), period.last_day)
+    return Period(period.first_day, sealed.last_day), Period(
+        sealed.last_day + timedelta(days=1), period.last_day
+    )
 
 
-def _month_after(day: date) -> date:
-    """The first day of the month after `day`'s."""
-    return (day.replace(day=1) + timedelta(days=32)).replace(day=1)
+def _planned(
+    plan: list[Term], total: Any, daily: Any, keys: tuple[str, ...], figures: tuple[str, ...], scope: Scope
+) -> list[Any]:
+    """Sum `figures` per `keys` over the terms of a checkpoint plan: each term's rows, signed,
+    in one UNION ALL grouped in the database."""
+
+    def signed(table: Any, sign: int, *conditions: sa.ColumnElement[bool]) -> sa.Select[Any]:
+        values = (getattr(table, name) for name in figures)
+        return sa.select(
+            *(getattr(table, name) for name in keys), *(value if sign > 0 else -value for value in values)
+        ).where(scope.covers(table.vendor_id), *conditions)
+
+    parts = [
+        signed(total, term.sign, total.through == term.checkpoint)
+        if term.days is None
+        else signed(daily, term.sign, daily.day >= term.days.first_day, daily.day <= term.days.last_day)
+        for term in plan
+    ]
+    if not parts:
+        return []
+    rows = (sa.union_all(*parts) if len(parts) > 1 else parts[0]).subquery()
+    query = sa.select(
+        *(rows.c[name] for name in keys), *(sa.func.sum(rows.c[name]) for name in figures)
+    ).group_by(*(rows.c[name] for name in keys))
+    return list(_rows(query).all())
 
 
-def whole_months(period: Period) -> tuple[list[date], list[Period]]:
-    """`period` as the whole calendar months inside it (their first days) and the days at
-    its edges that no whole month covers (zero, one or two periods)."""
-    first_month = period.first_day if period.first_day.day == 1 else _month_after(period.first_day)
-    months = []
-    month = first_month
-    while _month_after(month) - timedelta(days=1) <= period.last_day:
-        months.append(month)
-        month = _month_after(month)
-    if not months:
-        return [], [period]
-    edges = []
-    if period.first_day < months[0]:
-        edges.append(Period(period.first_day, months[0] - timedelta(days=1)))
-    after = _month_after(months[-1])
-    if after <= period.last_day:
-        edges.append(Period(after, period.last_day))
-    return months, edges
-
-
-def stored_summaries(scope: Scope, period: Period, buckets: Buckets) -> dict[Key, Summary]:
+def stored_summaries(scope: Scope, period: Period, buckets: Buckets, sealed: Sealed) -> dict[Key, Summary]:
     """Every period figure per annotator for sealed days, from the rollup tables.
 
-    Three reads: the additive figures summed per annotator, tasks done per annotator per
-    bucket (counted in SQL), and the time-on-task steps from whole months plus the edge days.
+    Three reads: the additive figures and the time-on-task steps per annotator, each as
+    two running totals and a few days (`portal.analytics.checkpoints`), and tasks done per
+    annotator per bucket (counted in SQL from the day rows).
     """
-    days = DashboardDay
-    in_period = sa.and_(
-        days.day >= period.first_day, days.day <= period.last_day, scope.covers(days.vendor_id)
-    )
-    totals = (
-        sa.select(
-            days.vendor_id,
-            days.user_id,
-            *(
-                sa.func.sum(column)
-                for column in (
-                    days.done,
-                    days.active_hours,
-                    days.unedited,
-                    days.fast,
-                    days.unheard,
-                    days.flagged,
-                    days.gold_scored,
-                    days.gold_wer_sum,
-                    days.gold_cer_sum,
-                    days.decided,
-                    days.rejected,
-                    days.leases_taken,
-                    days.leases_expired,
-                )
-            ),
-        )
-        .where(in_period)
-        .group_by(days.vendor_id, days.user_id)
-    )
-    # Keyed by the plain (vendor, user) tuple while reading: tens of thousands of daily rows
-    # hash a tuple much faster than a Key.
+    plan = checkpoints.plan(period, sealed)
+    # Keyed by the plain (vendor, user) tuple while reading: thousands of rows hash a tuple
+    # much faster than a Key.
     result: dict[tuple[int | None, int], Summary] = {}
-    for row in _rows(totals).all():
+    for row in _planned(plan, DashboardTotal, DashboardDay, ("vendor_id", "user_id"), FIGURES, scope):
         vendor_id, user_id, done, hours, unedited, fast, unheard, flagged, scored, wer, cer = row[:11]
         decided, rejected, taken, expired = row[11:]
+        counts = (done, hours, unedited, fast, unheard, flagged, scored, decided, rejected, taken, expired)
+        if not any(counts):
+            continue  # nothing in the period: the running totals cancel out
         result[(vendor_id, user_id)] = Summary(
             Key(vendor_id, user_id),
             done=int(done),
             active_hours=int(hours),
             reviews=Reviews(int(decided), int(rejected)),
-            gold=Gold(int(scored), float(wer), float(cer)),
+            # Without gold tasks the sums are exactly zero, not what is left of subtracting two.
+            gold=Gold(int(scored), float(wer), float(cer)) if scored else Gold(),
             leases=Leases(int(taken), int(expired)),
             stamps=RubberStamps(int(unedited), int(fast), int(unheard), int(flagged)),
         )
+    steps = _planned(
+        plan, DashboardRatioTotal, DashboardRatio, ("vendor_id", "user_id", "step"), ("done",), scope
+    )
+    for vendor_id, user_id, step, done in steps:
+        if done:
+            result[(vendor_id, user_id)].time.counts[int(step) * RATIO_STEP_PERCENT] = int(done)
+    days = DashboardDay
     starts = buckets.starts()
     # Counted from the anchor, so that every index is ≥ 0 (integer division of a negative
     # number rounds differently on the two databases).
     index = (days_since(buckets.anchor, days.day, _dialect()) // buckets.size).label("bucket")
     series = (
         sa.select(index, days.vendor_id, days.user_id, sa.func.sum(days.done))
-        .where(in_period, days.done > 0)
+        .where(
+            days.day >= period.first_day,
+            days.day <= period.last_day,
+            days.done > 0,
+            scope.covers(days.vendor_id),
+        )
         .group_by(index, days.vendor_id, days.user_id)
     )
     for bucket, vendor_id, user_id, done in _rows(series).all():
         result[(vendor_id, user_id)].series[starts[bucket]] = int(done)
-    for key, ratios in _stored_ratios(scope, period).items():
-        result[key].time = ratios
     return {summary.key: summary for summary in result.values()}
-
-
-def _stored_ratios(scope: Scope, period: Period) -> dict[tuple[int | None, int], TimeOnTask]:
-    """Per annotator, time-on-task steps of sealed days: a year reads 12 months of rows
-    (`DashboardRatioMonth`) and day rows only for the edges."""
-    months, edges = whole_months(period)
-    parts: list[sa.Select[Any]] = []
-    if months:
-        month = DashboardRatioMonth
-        parts.append(
-            sa.select(month.vendor_id, month.user_id, month.step, month.done).where(
-                month.month >= months[0], month.month <= months[-1], scope.covers(month.vendor_id)
-            )
-        )
-    ratio = DashboardRatio
-    for edge in edges:
-        parts.append(
-            sa.select(ratio.vendor_id, ratio.user_id, ratio.step, ratio.done).where(
-                ratio.day >= edge.first_day, ratio.day <= edge.last_day, scope.covers(ratio.vendor_id)
-            )
-        )
-    steps = sa.union_all(*parts).subquery() if len(parts) > 1 else parts[0].subquery()
-    query = sa.select(steps.c.vendor_id, steps.c.user_id, steps.c.step, sa.func.sum(steps.c.done)).group_by(
-        steps.c.vendor_id, steps.c.user_id, steps.c.step
-    )
-    result: dict[tuple[int | None, int], TimeOnTask] = {}
-    for vendor_id, user_id, step, done in _rows(query).all():
-        counts = result.setdefault((vendor_id, user_id), TimeOnTask()).counts
-        counts[int(step) * RATIO_STEP_PERCENT] = int(done)
-    return result
 
 
 def hourly_done(scope: Scope, period: Period) -> list[tuple[datetime, int]]:
     """Tasks done in each hour of `period` (hours without any left out), in time order."""
-    stored, live = split_period(period, sealed_through())
+    stored, live = split_period(period, sealed_days())
     result: list[tuple[datetime, int]] = []
     if stored:
         hours = DashboardHour
@@ -1081,7 +989,7 @@ def hourly_done(scope: Scope, period: Period) -> list[tuple[datetime, int]]:
 
 def hour_of_day_done(scope: Scope, period: Period) -> list[int]:
     """Tasks done in `period` per hour of the day (0–23, UTC), sealed days from the rollup."""
-    stored, live = split_period(period, sealed_through())
+    stored, live = split_period(period, sealed_days())
     counts = hourly_profile(scope, live) if live else [0] * 24
     if stored:
         hours = DashboardHour

@@ -17,8 +17,9 @@ from datetime import UTC, date, datetime, timedelta
 import pytest
 import sqlalchemy as sa
 
-from portal.analytics import rollup, services
-from portal.analytics.models import DashboardDay, DashboardRatio, DashboardRatioMonth, DashboardRollup
+from portal.analytics import checkpoints, rollup, services
+from portal.analytics.checkpoints import Sealed, Term
+from portal.analytics.models import DashboardDay, DashboardRatioTotal, DashboardRollup, DashboardTotal
 from portal.analytics.services import By, Gold, Key, Period, Scope, Summary
 from portal.analytics.sql import Unit
 from portal.auth.models import Role
@@ -167,19 +168,54 @@ def test_buckets():
     )
 
 
-def test_whole_months():
-    # A year up to yesterday: eleven whole months, and the days at both edges.
-    months, edges = services.whole_months(Period(date(2025, 11, 30), date(2026, 11, 29)))
-    assert (months[0], months[-1], len(months)) == (date(2025, 12, 1), date(2026, 10, 1), 11)
-    assert edges == [
-        Period(date(2025, 11, 30), date(2025, 11, 30)),
-        Period(date(2026, 11, 1), date(2026, 11, 29)),
+def coverage(terms: list[Term], sealed: Sealed, days: list[date]) -> list[int]:
+    """How many times each of `days` is counted by the signed terms of a plan."""
+    counted = []
+    for day in days:
+        total = 0
+        for term in terms:
+            if term.checkpoint is not None:
+                assert sealed.has_checkpoint(term.checkpoint) and not sealed.is_empty(term.checkpoint)
+                total += term.sign * (sealed.first_day <= day <= term.checkpoint)
+            else:
+                assert term.days is not None
+                total += term.sign * (term.days.first_day <= day <= term.days.last_day)
+        counted.append(total)
+    return counted
+
+
+def test_a_plan_counts_each_day_of_the_period_once_and_nothing_else():
+    rng = random.Random(3)
+    for _ in range(300):
+        first = date(2025, 1, 1) + timedelta(days=rng.randrange(400))
+        sealed = Sealed(first, first + timedelta(days=rng.randrange(500)))
+        low = sealed.first_day - timedelta(days=40)
+        start = low + timedelta(days=rng.randrange((sealed.last_day - low).days + 1))
+        period = Period(start, start + timedelta(days=rng.randrange((sealed.last_day - start).days + 1)))
+        terms = checkpoints.plan(period, sealed)
+        days = [low + timedelta(days=n) for n in range((sealed.last_day - low).days + 1)]
+        counted = coverage(terms, sealed, days)
+        # Days before the first sealed one hold no rows: whatever a plan says of them is moot.
+        assert [count for day, count in zip(days, counted, strict=True) if day >= sealed.first_day] == [
+            int(period.first_day <= day <= period.last_day) for day in days if day >= sealed.first_day
+        ]
+
+
+def test_a_year_is_two_checkpoints_and_a_few_days():
+    sealed = Sealed(date(2025, 6, 3), date(2026, 11, 29))
+    terms = checkpoints.plan(Period(date(2025, 11, 30), date(2026, 11, 29)), sealed)
+    assert terms == [
+        Term(1, checkpoint=date(2026, 11, 29)),
+        Term(-1, checkpoint=date(2025, 11, 30)),
+        Term(1, days=Period(date(2025, 11, 30), date(2025, 11, 30))),
     ]
-    assert services.whole_months(Period(date(2026, 2, 1), date(2026, 2, 28))) == ([date(2026, 2, 1)], [])
-    assert services.whole_months(Period(date(2026, 2, 2), date(2026, 3, 30))) == (
-        [],
-        [Period(date(2026, 2, 2), date(2026, 3, 30))],
-    )
+    # A week is cheaper read day by day.
+    week = Period(date(2026, 11, 23), date(2026, 11, 29))
+    assert checkpoints.plan(week, sealed) == [Term(1, days=week)]
+    # From the first sealed day on, one running total is enough.
+    assert checkpoints.plan(Period(date(2025, 6, 3), date(2026, 10, 31)), sealed) == [
+        Term(1, checkpoint=date(2026, 10, 31))
+    ]
 
 
 def test_a_day_is_sealed_only_after_the_delay(app, clock):
@@ -211,31 +247,37 @@ def test_a_live_lease_holds_back_its_day(history):
     )
 
 
-def test_refresh_adds_each_day_once_and_months_when_complete(history):
+def checkpoints_stored() -> list[date]:
+    return sorted(db.session.scalars(sa.select(DashboardTotal.through).distinct()).all())
+
+
+def test_refresh_adds_each_day_once_and_keeps_running_totals(history):
     rollup.refresh(datetime(2026, 10, 20, 12, 0, tzinfo=UTC))
     db.session.commit()
-    months = db.session.scalars(sa.select(DashboardRatioMonth.month).distinct()).all()
-    assert months == [] or sorted(months) == [date(2026, 9, 1)]
+    assert checkpoints_stored() == [date(2026, 9, 30), date(2026, 10, 19)]
     rows = db.session.scalar(sa.select(sa.func.count()).select_from(DashboardDay))
     again = rollup.refresh(datetime(2026, 10, 20, 13, 0, tzinfo=UTC))
     assert again.added is None
     assert db.session.scalar(sa.select(sa.func.count()).select_from(DashboardDay)) == rows
+    # Sealing on: month ends stay, the last sealed day moves (the old one was no month end).
     rollup.refresh(NOW)
     db.session.commit()
-    assert sorted(db.session.scalars(sa.select(DashboardRatioMonth.month).distinct()).all()) == [
-        date(2026, 9, 1),
-        date(2026, 10, 1),
-    ]
-    # October's month rows are its days' rows added up.
-    month_total = db.session.scalar(
-        sa.select(sa.func.sum(DashboardRatioMonth.done)).where(DashboardRatioMonth.month == date(2026, 10, 1))
-    )
-    days_total = db.session.scalar(
-        sa.select(sa.func.sum(DashboardRatio.done)).where(
-            DashboardRatio.day >= date(2026, 10, 1), DashboardRatio.day <= date(2026, 10, 31)
+    assert checkpoints_stored() == [date(2026, 9, 30), date(2026, 10, 31), date(2026, 11, 29)]
+    for through in checkpoints_stored():
+        end = datetime.combine(through + timedelta(days=1), datetime.min.time(), UTC)
+        done = db.session.scalar(sa.select(sa.func.count()).where(Submission.created_at < end))
+        assert (
+            db.session.scalar(
+                sa.select(sa.func.sum(DashboardTotal.done)).where(DashboardTotal.through == through)
+            )
+            == done
         )
-    )
-    assert month_total == days_total > 0
+        assert (
+            db.session.scalar(
+                sa.select(sa.func.sum(DashboardRatioTotal.done)).where(DashboardRatioTotal.through == through)
+            )
+            == done
+        )
 
 
 def test_erasure_after_sealing_changes_no_figure(history):
