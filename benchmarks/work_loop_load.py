@@ -2,9 +2,12 @@
 
 The script builds a fresh database (Alembic migrations), creates a vendor, an NDA and N
 annotators (password + TOTP) and enough clips through the real services
-(`portal.clips.services.ingest_clip`), starts gunicorn itself, signs every annotator in
-through the real forms (password, TOTP code, NDA), and then runs them concurrently for a
-fixed time. One cycle is what the work page does:
+(`portal.clips.services.ingest_clip`), gathers the planner's statistics (ANALYZE, see
+`analyze`), starts gunicorn itself, signs every annotator in through the real forms
+(password, TOTP code, NDA), and then runs them concurrently for a fixed time. Each
+annotator is one thread with one keep-alive connection (`http.client`: the clients share
+the machine with the server, and `requests` cost four times the CPU). One cycle is what
+the work page does:
 
     POST /tasks/claim            (the 303 names the task; the claim latency is this request)
     GET  /tasks/<id>             (the work page: lease id, clip duration)
@@ -16,7 +19,10 @@ fixed time. One cycle is what the work page does:
 Afterwards it checks in the database that no task ever had two overlapping live leases
 (double assignments), that every submission a client saw acknowledged exists exactly once
 (lost submissions), and that the outbox positions are 1..n without a gap. It reports
-cycles per second, claim latency (p50/p95/p99), per-step latencies and errors.
+cycles per second, claim latency (p50/p95/p99), per-step latencies, errors, and the CPU
+time per cycle of the gunicorn workers, of every PostgreSQL backend serving the database
+(read from /proc, including the connections the pools open during the run) and of the
+clients.
 
     .venv/bin/python benchmarks/work_loop_load.py                       # SQLite in a temp dir
     .venv/bin/python benchmarks/work_loop_load.py --wipe \\
@@ -29,6 +35,7 @@ schema. `--record` appends the results, with the command line, to benchmarks/RES
 from __future__ import annotations
 
 import argparse
+import http.client
 import io
 import json
 import multiprocessing
@@ -49,10 +56,10 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode, urlsplit
 
 import numpy as np
 import pyotp
-import requests
 import soundfile
 import sqlalchemy as sa
 from alembic import command
@@ -101,6 +108,19 @@ def migrate(url: str) -> None:
     config.attributes["url"] = url
     config.attributes["configure_logging"] = False
     command.upgrade(config, "head")
+
+
+def analyze(url: str) -> None:
+    """Give the query planner its statistics, as a database in service has them.
+
+    The tables were filled a moment ago; autovacuum analyzes a table only after a tenth
+    of it changed, checking once a minute, so a 30-second run would otherwise be planned
+    without any statistics (PostgreSQL then took 36 ms instead of 4 ms per claim query).
+    """
+    engine = sa.create_engine(url)
+    with engine.begin() as connection:
+        connection.exec_driver_sql("ANALYZE")
+    engine.dispose()
 
 
 def clip_audio(seconds: float) -> bytes:
@@ -169,17 +189,26 @@ def populate(
     return accounts
 
 
-def cpu_seconds(pids: list[int]) -> float:
-    """User + system CPU time of live processes, from /proc (Linux)."""
-    total = 0.0
+def cpu_times(pids: list[int]) -> dict[int, float]:
+    """User + system CPU seconds of each live process among `pids`, from /proc (Linux)."""
+    times = {}
     ticks = os.sysconf("SC_CLK_TCK")
     for pid in pids:
         try:
             fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue
-        total += (int(fields[11]) + int(fields[12])) / ticks
-    return total
+        times[pid] = (int(fields[11]) + int(fields[12])) / ticks
+    return times
+
+
+def cpu_used(before: dict[int, float], after: dict[int, float]) -> float:
+    """CPU seconds spent between two `cpu_times` snapshots.
+
+    A process that appeared in between counts from its start: the connection pools open
+    most of their PostgreSQL connections while the run warms up, after the first snapshot.
+    """
+    return sum(seconds - before.get(pid, 0.0) for pid, seconds in after.items())
 
 
 def worker_pids(arbiter: int) -> list[int]:
@@ -229,11 +258,14 @@ def start_gunicorn(
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise SystemExit(f"gunicorn exited early; see {log}")
+        probe = Browser("127.0.0.1", port)
         try:
-            if requests.get(f"http://127.0.0.1:{port}/healthz", timeout=5).status_code == 200:
+            if probe.request("GET", "/healthz").status == 200:
                 return process
-        except requests.RequestException:
+        except (OSError, http.client.HTTPException):
             pass
+        finally:
+            probe.connection.close()
         time.sleep(0.2)
     stop_gunicorn(process)
     raise SystemExit("gunicorn did not answer /healthz within 90 s")
@@ -256,6 +288,79 @@ class Refused(Exception):
     """The server answered something other than what the step expects."""
 
 
+@dataclass(frozen=True)
+class Answer:
+    """One HTTP response, read whole."""
+
+    status: int
+    headers: http.client.HTTPMessage
+    body: bytes
+
+    @property
+    def text(self) -> str:
+        return self.body.decode("utf-8", "replace")
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+class Browser:
+    """One annotator's keep-alive HTTP/1.1 connection and cookie jar.
+
+    The clients share the server's two CPUs, so they are kept lean: `http.client` sends
+    the same requests as `requests` did (same methods, paths, headers, forms, JSON and
+    cookies) for a fraction of its CPU. Redirects are never followed: each step checks
+    the status it expects. The connection reopens by itself after the server closed it.
+    """
+
+    def __init__(self, host: str, port: int) -> None:
+        self.connection = http.client.HTTPConnection(host, port, timeout=120)
+        self.cookies: dict[str, str] = {}
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        form: dict[str, str] | None = None,
+        json_body: Any = None,
+        headers: dict[str, str] | None = None,
+    ) -> Answer:
+        sent = {"User-Agent": "work-loop-load", "Accept": "*/*", **(headers or {})}
+        body = None
+        if form is not None:
+            body = urlencode(form).encode()
+            sent["Content-Type"] = "application/x-www-form-urlencoded"
+        elif json_body is not None:
+            body = json.dumps(json_body).encode()
+            sent["Content-Type"] = "application/json"
+        if self.cookies:
+            sent["Cookie"] = "; ".join(f"{name}={value}" for name, value in self.cookies.items())
+        try:
+            self.connection.request(method, path, body=body, headers=sent)
+            response = self.connection.getresponse()
+            answer = Answer(response.status, response.headers, response.read())
+        except (OSError, http.client.HTTPException):
+            self.connection.close()
+            raise
+        for cookie in response.headers.get_all("Set-Cookie") or []:
+            self._keep(cookie)
+        return answer
+
+    def _keep(self, header: str) -> None:
+        """Store or delete one Set-Cookie (the portal deletes with Max-Age=0)."""
+        pair, *attributes = header.split(";")
+        name, _, value = pair.strip().partition("=")
+        if any(attribute.strip().lower() == "max-age=0" for attribute in attributes):
+            self.cookies.pop(name, None)
+        else:
+            self.cookies[name] = value
+
+
+# What ends one cycle as a counted error: a refusal, a network failure, an unexpected page.
+CYCLE_ERRORS = (Refused, OSError, http.client.HTTPException, KeyError, ValueError, AttributeError)
+
+
 def _form_token(html: str) -> str:
     match = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', html) or re.search(
         r'name="csrf_token" value="([^"]+)"', html
@@ -272,44 +377,40 @@ def _meta_token(html: str) -> str:
     return match.group(1)
 
 
-def sign_in(http: requests.Session, base: str, account: Account) -> str:
+def sign_in(browser: Browser, account: Account) -> str:
     """Password → TOTP → NDA through the real forms; return the CSRF token for the session.
 
     The replay guard accepts a TOTP step only once per user: each account signs in once.
     """
-    page = http.get(f"{base}/login").text
-    answer = http.post(
-        f"{base}/login",
-        data={"csrf_token": _form_token(page), "email": account.email, "password": PASSWORD},
-        allow_redirects=False,
+    page = browser.request("GET", "/login").text
+    answer = browser.request(
+        "POST", "/login", form={"csrf_token": _form_token(page), "email": account.email, "password": PASSWORD}
     )
-    if answer.status_code != 302:
-        raise Refused(f"password step answered {answer.status_code}")
-    page = http.get(f"{base}/2fa").text
+    if answer.status != 302:
+        raise Refused(f"password step answered {answer.status}")
+    page = browser.request("GET", "/2fa").text
     code = pyotp.TOTP(account.totp_secret).now()
-    answer = http.post(
-        f"{base}/2fa", data={"csrf_token": _form_token(page), "code": code}, allow_redirects=False
-    )
-    if answer.status_code != 302:
-        raise Refused(f"second factor answered {answer.status_code}")
-    page = http.get(f"{base}/nda").text
+    answer = browser.request("POST", "/2fa", form={"csrf_token": _form_token(page), "code": code})
+    if answer.status != 302:
+        raise Refused(f"second factor answered {answer.status}")
+    page = browser.request("GET", "/nda").text
     version = re.search(r'name="version" type="hidden" value="(\d+)"', page)
     if version:
-        answer = http.post(
-            f"{base}/nda",
-            data={
+        answer = browser.request(
+            "POST",
+            "/nda",
+            form={
                 "csrf_token": _form_token(page),
                 "full_name": "Load",
                 "accept": "y",
                 "version": version.group(1),
             },
-            allow_redirects=False,
         )
-        if answer.status_code != 302:
-            raise Refused(f"NDA step answered {answer.status_code}")
-    home = http.get(f"{base}/tasks")
-    if home.status_code != 200:
-        raise Refused(f"/tasks answered {home.status_code} after sign-in")
+        if answer.status != 302:
+            raise Refused(f"NDA step answered {answer.status}")
+    home = browser.request("GET", "/tasks")
+    if home.status != 200:
+        raise Refused(f"/tasks answered {home.status} after sign-in")
     return _meta_token(home.text)
 
 
@@ -327,78 +428,57 @@ class Tally:
     ranges: int = 0
 
 
-def one_cycle(
-    http: requests.Session, base: str, csrf: str, range_bytes: int, tally: Tally, lock: threading.Lock
-) -> bool:
+def one_cycle(browser: Browser, csrf: str, range_bytes: int, tally: Tally, lock: threading.Lock) -> bool:
     """Claim → work page → grant → ranges → progress → submit; False if the queue was empty."""
     timings: dict[str, float] = {}
 
-    def timed(step: str, call: Any) -> requests.Response:
+    def timed(step: str, method: str, path: str, **options: Any) -> Answer:
         started = time.perf_counter()
-        response = call()
+        answer = browser.request(method, path, **options)
         timings[step] = timings.get(step, 0.0) + time.perf_counter() - started
-        return response
+        return answer
 
-    claim = timed(
-        "claim", lambda: http.post(f"{base}/tasks/claim", data={"csrf_token": csrf}, allow_redirects=False)
-    )
-    if claim.status_code != 303:
-        raise Refused(f"claim answered {claim.status_code}")
-    location = claim.headers["Location"]
+    claim = timed("claim", "POST", "/tasks/claim", form={"csrf_token": csrf})
+    if claim.status != 303:
+        raise Refused(f"claim answered {claim.status}")
+    location = urlsplit(claim.headers["Location"]).path
     if not re.search(r"/tasks/\d+$", location):
         with lock:
             tally.steps["claim"].append(timings["claim"])
             tally.empty += 1
         return False
-    task_url = f"{base}{location}" if location.startswith("/") else location
-    page = timed("work_page", lambda: http.get(task_url))
-    if page.status_code != 200:
-        raise Refused(f"work page answered {page.status_code}")
+    page = timed("work_page", "GET", location)
+    if page.status != 200:
+        raise Refused(f"work page answered {page.status}")
     lease_id = int(re.search(r'name="lease_id" type="hidden" value="(\d+)"', page.text).group(1))
     duration = float(re.search(r'data-duration="([\d.]+)"', page.text).group(1))
     json_headers = {"X-CSRFToken": csrf, "Accept": "application/json", **SAME_ORIGIN}
-    grant = timed("grant", lambda: http.post(f"{task_url}/playback", json={}, headers=json_headers))
-    if grant.status_code != 200:
-        raise Refused(f"grant answered {grant.status_code}")
-    media_url = f"{base}{grant.json()['url']}"
+    grant = timed("grant", "POST", f"{location}/playback", json_body={}, headers=json_headers)
+    if grant.status != 200:
+        raise Refused(f"grant answered {grant.status}")
+    media_path = grant.json()["url"]
     start, total, fetched, ranges = 0, None, 0, 0
     while total is None or start < total:
-        piece = timed(
-            "ranges",
-            lambda first=start: http.get(
-                media_url, headers={"Range": f"bytes={first}-{first + range_bytes - 1}", **SAME_ORIGIN}
-            ),
-        )
-        if piece.status_code not in (200, 206):
-            raise Refused(f"media answered {piece.status_code}")
-        total = (
-            int(piece.headers["Content-Range"].split("/")[1])
-            if piece.status_code == 206
-            else len(piece.content)
-        )
-        start += len(piece.content)
-        fetched += len(piece.content)
+        wanted = {"Range": f"bytes={start}-{start + range_bytes - 1}", **SAME_ORIGIN}
+        piece = timed("ranges", "GET", media_path, headers=wanted)
+        if piece.status not in (200, 206):
+            raise Refused(f"media answered {piece.status}")
+        total = int(piece.headers["Content-Range"].split("/")[1]) if piece.status == 206 else len(piece.body)
+        start += len(piece.body)
+        fetched += len(piece.body)
         ranges += 1
-    progress = timed(
-        "progress",
-        lambda: http.post(
-            f"{task_url}/progress",
-            json={"position": duration, "speed": 1, "heard": [[0, duration]], "final": True},
-            headers=json_headers,
-        ),
-    )
-    if progress.status_code != 200 or not progress.json().get("fully_heard"):
-        raise Refused(f"progress answered {progress.status_code} {progress.text[:80]}")
+    report = {"position": duration, "speed": 1, "heard": [[0, duration]], "final": True}
+    progress = timed("progress", "POST", f"{location}/progress", json_body=report, headers=json_headers)
+    if progress.status != 200 or not progress.json().get("fully_heard"):
+        raise Refused(f"progress answered {progress.status} {progress.text[:80]}")
     submit = timed(
         "submit",
-        lambda: http.post(
-            f"{task_url}/submit",
-            data={"csrf_token": csrf, "transcript": CORRECTION, "lease_id": str(lease_id)},
-            allow_redirects=False,
-        ),
+        "POST",
+        f"{location}/submit",
+        form={"csrf_token": csrf, "transcript": CORRECTION, "lease_id": str(lease_id)},
     )
-    if submit.status_code != 303:
-        raise Refused(f"submit answered {submit.status_code}")
+    if submit.status != 303:
+        raise Refused(f"submit answered {submit.status}")
     task_id = int(location.rsplit("/", 1)[1])
     with lock:
         tally.acked.append((task_id, lease_id))
@@ -411,7 +491,7 @@ def one_cycle(
 
 
 def client_process(
-    base: str,
+    port: int,
     accounts: list[Account],
     range_bytes: int,
     ready: Any,
@@ -423,9 +503,8 @@ def client_process(
     """Sign this process's annotators in, wait for the common start, loop until the deadline."""
     sessions = []
     for account in accounts:
-        http = requests.Session()
-        http.mount(base, requests.adapters.HTTPAdapter(pool_connections=1, pool_maxsize=2))
-        sessions.append((http, sign_in(http, base, account)))
+        browser = Browser("127.0.0.1", port)
+        sessions.append((browser, sign_in(browser, account)))
     ready.release()
     go.wait()
     begin = start_at.value
@@ -435,11 +514,11 @@ def client_process(
     cpu_before = usage.ru_utime + usage.ru_stime
     tally, lock = Tally(), threading.Lock()
 
-    def annotator(http: requests.Session, csrf: str) -> None:
+    def annotator(browser: Browser, csrf: str) -> None:
         while time.time() < deadline:
             try:
-                done = one_cycle(http, base, csrf, range_bytes, tally, lock)
-            except (Refused, requests.RequestException, KeyError, ValueError, AttributeError) as error:
+                done = one_cycle(browser, csrf, range_bytes, tally, lock)
+            except CYCLE_ERRORS as error:
                 with lock:
                     tally.errors[f"{type(error).__name__}: {error}"[:120]] += 1
                 time.sleep(0.05)
@@ -592,6 +671,11 @@ def main() -> None:
     parser.add_argument("--passes", type=int, default=10, help="tasks per clip")
     parser.add_argument("--tasks", type=int, default=0, help="tasks to create (default: 150/s × seconds)")
     parser.add_argument("--sample-rate", type=float, default=0.5, help="PORTAL_REVIEW_SAMPLE_RATE")
+    parser.add_argument(
+        "--skip-analyze",
+        action="store_true",
+        help="run without planner statistics (as every run before 2026-11-30 13:00 UTC did)",
+    )
     parser.add_argument("--record", action="store_true", help="append the result to benchmarks/RESULTS.md")
     args = parser.parse_args()
     command_line = " ".join(
@@ -611,11 +695,12 @@ def main() -> None:
     clips = -(-tasks // args.passes)
     started = time.perf_counter()
     accounts = populate(env, args.annotators, clips, args.passes, args.clip_seconds)
+    if not args.skip_analyze:
+        analyze(url)
     print(f"{backend}: {len(accounts)} annotators, {clips} clips × {args.passes} passes "
           f"in {time.perf_counter() - started:.1f} s", file=sys.stderr)  # fmt: skip
 
     port = free_port()
-    base = f"http://127.0.0.1:{port}"
     server = start_gunicorn(env, port, args.workers, args.threads, scratch / "gunicorn.log")
     try:
         context = multiprocessing.get_context("spawn")
@@ -625,7 +710,7 @@ def main() -> None:
         clients = [
             context.Process(
                 target=client_process,
-                args=(base, part, args.range_bytes, ready, go, start_at, args.seconds, out),
+                args=(port, part, args.range_bytes, ready, go, start_at, args.seconds, out),
             )
             for part in slices
             if part
@@ -637,12 +722,12 @@ def main() -> None:
                 raise SystemExit("the annotators could not sign in within 180 s")
         load = load_average()
         workers = worker_pids(server.pid)
-        backends = backend_pids(url)
-        server_cpu = cpu_seconds(workers), cpu_seconds(backends)
+        cpu_before = cpu_times(workers), cpu_times(backend_pids(url))
         start_at.value = time.time() + 0.5
         go.set()
         time.sleep(args.seconds + 0.5)
-        server_cpu = cpu_seconds(workers) - server_cpu[0], cpu_seconds(backends) - server_cpu[1]
+        cpu_after = cpu_times(workers), cpu_times(backend_pids(url))
+        server_cpu = cpu_used(cpu_before[0], cpu_after[0]), cpu_used(cpu_before[1], cpu_after[1])
         load_during = load_average()
         parts = [out.get(timeout=300) for _ in clients]
         for client in clients:
@@ -688,7 +773,9 @@ def main() -> None:
         "load_at_end": load_during,
         "cpu_ms_per_cycle": {
             "gunicorn": round(server_cpu[0] * 1000 / max(cycles, 1), 1),
-            "postgresql": round(server_cpu[1] * 1000 / max(cycles, 1), 1) if backends else None,
+            "postgresql": (
+                round(server_cpu[1] * 1000 / max(cycles, 1), 1) if backend == "PostgreSQL" else None
+            ),
             "clients": round(sum(part["cpu"] for part in parts) * 1000 / max(cycles, 1), 1),
         },
         "cpu_busy_share": round(

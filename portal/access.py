@@ -120,8 +120,11 @@ def _redirect_to(endpoint: str) -> Response:
     return redirect(url_for(endpoint, next=safe_next(next_path)))
 
 
-def _nda_accepted() -> bool:
-    """The NDA check for this request, asked once (the gate hook and the templates share it)."""
+def nda_accepted() -> bool:
+    """The NDA check for this request, asked once (the gate hook and the templates share it).
+
+    The session lookup (`portal.auth.cookies`) normally answers it already, in its query.
+    """
     if "nda_accepted" not in g:
         g.nda_accepted = has_accepted_current_nda(current_user)
     return g.nda_accepted
@@ -134,7 +137,7 @@ def through_gates() -> bool:
         current_user.is_authenticated
         and user_session is not None
         and user_session.mfa_verified
-        and _nda_accepted()
+        and nda_accepted()
     )
 
 
@@ -158,7 +161,7 @@ def enforce_access() -> Response | None:
         if current_user.totp_enrolled:
             return _redirect_to("auth.second_factor")
         return _redirect_to("auth.setup_second_factor")
-    if rule.gate >= Gate.NDA and not _nda_accepted():
+    if rule.gate >= Gate.NDA and not nda_accepted():
         return _redirect_to("nda.accept")
     if rule.roles is not None and current_user.role not in rule.roles:
         raise AccessDenied(f"role {current_user.role} may not use {request.endpoint}")

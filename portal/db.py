@@ -5,6 +5,7 @@ The schema comes only from Alembic migrations; models describe it for queries.
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -75,13 +76,48 @@ def _configure_sqlite(engine: Engine) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
+# A pooled connection idle for longer than this is checked before use (see
+# `_ping_idle_connections`); one returned to the pool more recently is used as it is.
+PING_AFTER_IDLE_SECONDS = 10.0
+IDLE_SINCE = "portal.idle_since"
+
+
+def _ping_idle_connections(engine: Engine) -> None:
+    """Check a pooled connection before handing it out, if it sat idle for a while.
+
+    What `pool_pre_ping` does, without its round trip on every checkout: under load a
+    connection goes from one request to the next within milliseconds, and the ping
+    was one of the few statements each request made. A connection idle for longer may
+    have been closed by a server restart, an idle timeout or a firewall; it is pinged,
+    and replaced if the ping fails. A server restart within the last few seconds of a
+    connection's use is noticed by that connection's next statement instead, which
+    fails, and SQLAlchemy then replaces every pooled connection.
+    """
+
+    @event.listens_for(engine, "checkin")
+    def on_checkin(dbapi_connection: Any, connection_record: Any) -> None:
+        connection_record.info[IDLE_SINCE] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def on_checkout(dbapi_connection: Any, connection_record: Any, connection_proxy: Any) -> None:
+        idle_since = connection_record.info.get(IDLE_SINCE)
+        if idle_since is None or time.monotonic() - idle_since < PING_AFTER_IDLE_SECONDS:
+            return
+        try:
+            engine.dialect.do_ping(dbapi_connection)
+        except engine.dialect.loaded_dbapi.Error as error:
+            raise sa.exc.DisconnectionError("the pooled connection failed its ping") from error
+
+
 def make_engine(url: str) -> Engine:
     """Create the engine for `url` with the settings each backend needs."""
     if url.startswith("sqlite"):
         engine = sa.create_engine(url, connect_args={"timeout": 30, "check_same_thread": False}, pool_size=16)
         _configure_sqlite(engine)
         return engine
-    return sa.create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+    engine = sa.create_engine(url, pool_size=10, max_overflow=20)
+    _ping_idle_connections(engine)
+    return engine
 
 
 class Database:
@@ -89,10 +125,15 @@ class Database:
 
     Services use `db.session` and flush; the view or CLI command that called them commits
     once. The session is removed at the end of every app context.
+
+    `exclusive_transactions` is true where every transaction holds the database's only
+    write lock from its BEGIN (SQLite, see `_configure_sqlite`): there, even a transaction
+    that only read should end as soon as its reads are done, or it blocks every other.
     """
 
     def __init__(self) -> None:
         self.engine: Engine | None = None
+        self.exclusive_transactions = False
         self.session = scoped_session(sessionmaker(expire_on_commit=False))
 
     def init_app(self, app: Flask) -> None:
@@ -100,6 +141,7 @@ class Database:
             self.session.remove()
             self.engine.dispose()
         self.engine = make_engine(app.config["DATABASE_URL"])
+        self.exclusive_transactions = self.engine.dialect.name == "sqlite"
         self.session.configure(bind=self.engine)
         app.teardown_appcontext(self._remove_session)
 

@@ -29,18 +29,28 @@ def session_policy() -> SessionPolicy:
 
 @login_manager.request_loader
 def load_user_from_cookie(_request: object) -> User | None:
-    """Find the live session named by the cookie; Flask-Login calls this once per request."""
+    """Find the live session named by the cookie; Flask-Login calls this once per request.
+
+    What the lookup changed (a session it ended, a `last_seen_at` it refreshed) is
+    committed at once, so that a view that rolls back cannot undo it. A lookup that
+    changed nothing leaves its transaction open for the view on PostgreSQL: no COMMIT,
+    no second connection checkout and BEGIN on every request. On SQLite it ends it, as
+    every transaction there holds the write lock. Sets `g.user_session` and
+    `g.nda_accepted`, the NDA answer the gate chain (`portal.access`) uses.
+    """
     token = request.cookies.get(current_app.config["AUTH_COOKIE_NAME"])
     g.user_session = None
     if not token:
         return None
-    user_session = find_session(token, utcnow(), session_policy(), request_origin())
-    db.session.commit()
-    if user_session is None:
+    found = find_session(token, utcnow(), session_policy(), request_origin())
+    if found is None or found.touched or db.exclusive_transactions:
+        db.session.commit()
+    if found is None:
         clear_session_cookie()
         return None
-    g.user_session = user_session
-    return user_session.user
+    g.user_session = found.session
+    g.nda_accepted = found.nda_accepted
+    return found.session.user
 
 
 def issue_session_cookie(token: str) -> None:

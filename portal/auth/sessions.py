@@ -17,8 +17,15 @@ import sqlalchemy as sa
 from portal.audit.services import Actor, record_event
 from portal.auth.models import EndReason, User, UserSession
 from portal.extensions import db
+from portal.nda.services import accepted_current_nda
 
 TOUCH_INTERVAL = timedelta(seconds=15)
+
+# Every request runs it: built once, not per request (building and cache-keying a
+# statement costs about as much CPU as executing it).
+FIND_SESSION = sa.select(UserSession, accepted_current_nda(UserSession.user_id)).where(
+    UserSession.token_hash == sa.bindparam("token_hash")
+)
 
 
 @dataclass(frozen=True)
@@ -75,16 +82,32 @@ def expiry_reason(user_session: UserSession, now: datetime, policy: SessionPolic
     return None
 
 
-def find_session(token: str, now: datetime, policy: SessionPolicy, actor: Actor) -> UserSession | None:
+@dataclass(frozen=True)
+class FoundSession:
+    """A live session, as `find_session` found it.
+
+    `nda_accepted` answers the gate chain's NDA question as of the lookup; `touched` says
+    whether the lookup refreshed `last_seen_at`, a change the caller must commit.
+    """
+
+    session: UserSession
+    nda_accepted: bool
+    touched: bool
+
+
+def find_session(token: str, now: datetime, policy: SessionPolicy, actor: Actor) -> FoundSession | None:
     """Return the live session for `token`, ending it (audited) if it has just expired.
 
     A session of a deactivated user is never returned. `last_seen_at` is refreshed at most
-    every few seconds so that reading pages does not write on every request.
+    every TOUCH_INTERVAL so that reading pages does not write on every request. One round
+    trip: the session, its user and vendor, and whether the user accepted the current NDA
+    (every signed-in request asks both).
     """
-    user_session = db.session.scalar(
-        sa.select(UserSession).where(UserSession.token_hash == hash_token(token))
-    )
-    if user_session is None or user_session.ended_at is not None:
+    row = db.session.execute(FIND_SESSION, {"token_hash": hash_token(token)}).one_or_none()
+    if row is None:
+        return None
+    user_session, nda_accepted = row
+    if user_session.ended_at is not None:
         return None
     reason = expiry_reason(user_session, now, policy)
     if reason is None and not user_session.user.active:
@@ -92,9 +115,10 @@ def find_session(token: str, now: datetime, policy: SessionPolicy, actor: Actor)
     if reason is not None:
         end_session(user_session, reason, now, actor)
         return None
-    if now - user_session.last_seen_at >= TOUCH_INTERVAL:
+    touched = now - user_session.last_seen_at >= TOUCH_INTERVAL
+    if touched:
         user_session.last_seen_at = now
-    return user_session
+    return FoundSession(user_session, bool(nda_accepted), touched)
 
 
 def end_session(user_session: UserSession, reason: EndReason, now: datetime, actor: Actor) -> None:

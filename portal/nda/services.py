@@ -26,19 +26,24 @@ def current_nda() -> NdaVersion | None:
     return db.session.scalar(sa.select(NdaVersion).order_by(NdaVersion.version.desc()).limit(1))
 
 
-def has_accepted_current_nda(user: User) -> bool:
-    """Whether `user` accepted the current version (True while none is published).
+def accepted_current_nda(user_id: sa.ColumnElement[int] | int) -> sa.ColumnElement[bool]:
+    """SQL for "the user accepted the current version" (true while none is published).
 
-    One round trip: the gate chain asks this on every request.
+    An expression rather than a query so that the session lookup, which runs on every
+    request, can ask it in the same round trip (`portal.auth.sessions.find_session`).
     """
     current = sa.select(NdaVersion.id).order_by(NdaVersion.version.desc()).limit(1).scalar_subquery()
     accepted = (
         sa.select(NdaAcceptance.id)
-        .where(NdaAcceptance.user_id == user.id, NdaAcceptance.nda_version_id == current)
+        .where(NdaAcceptance.user_id == user_id, NdaAcceptance.nda_version_id == current)
         .exists()
     )
-    published, signed = db.session.execute(sa.select(current.is_not(None), accepted)).one()
-    return signed or not published
+    return sa.or_(current.is_(None), accepted)
+
+
+def has_accepted_current_nda(user: User) -> bool:
+    """Whether `user` accepted the current version (True while none is published)."""
+    return bool(db.session.scalar(sa.select(accepted_current_nda(user.id))))
 
 
 def publish_nda(title: str, body: str, actor: Actor, now: datetime) -> NdaVersion:

@@ -8,11 +8,12 @@ later find a newly committed entry below N (at-least-once with a cursor, no gaps
 miss), and a transaction that rolls back leaves no hole: the next appender takes the
 same number.
 
-Lock order: the audit head first, then the outbox head. Every transaction that appends
-also records an audit event, often before appending (the queue's submit does); taking
-the audit head first in `append_correction` costs nothing more (it is held to the commit
-either way) and means two transactions can never hold one head each while waiting for
-the other.
+Lock order: the outbox head, then the audit head. Every transaction that appends also
+records an audit event, and the audit head is the last lock every transaction takes, at
+commit (`portal.audit.services`): a transaction holding it waits for no other lock, so
+the two heads cannot deadlock. The audit head is therefore not taken here: taken early,
+it would serialise every audited request of every annotator behind the rest of this
+transaction instead of behind its commit alone.
 """
 
 from __future__ import annotations
@@ -25,7 +26,6 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from portal.audit.services import LOCK_HEAD as LOCK_AUDIT_HEAD
 from portal.clips.models import Clip, ClipStatus
 from portal.extensions import db
 from portal.keys import portal_keys
@@ -55,11 +55,10 @@ def annotator_pseudonym(user_id: int) -> str:
 def append_correction(submission: Submission, now: datetime) -> OutboxEntry:
     """Add an accepted submission to the outbox in the current transaction (flushes).
 
-    The caller's pending changes are flushed first (the locking selects are ORM
-    statements). Both heads stay locked until the caller commits (see the lock order above).
+    The caller's pending changes are flushed first (the locking select is an ORM
+    statement). The head stays locked until the caller commits (see the lock order above).
     """
     clip = db.session.get_one(Clip, submission.clip_id)
-    db.session.execute(LOCK_AUDIT_HEAD)
     position = db.session.execute(LOCK_HEAD).scalar_one() + 1
     entry = OutboxEntry(
         position=position,

@@ -41,11 +41,10 @@ from portal.clips.models import Clip, ClipStatus
 from portal.clips.services import read_clip_audio
 from portal.exceptions import AccessDenied, PortalError
 from portal.extensions import db
-from portal.nda.services import has_accepted_current_nda
 from portal.playback.models import PlaybackGrant
 from portal.review.services import submission_for_supervisor
 from portal.tasks.models import Submission, SubmissionStatus, Task, TaskLease, TaskStatus
-from portal.tasks.services import live_lease
+from portal.tasks.services import held_task, live_lease
 
 FULLY_HEARD_SHARE = 0.97
 # Gaps shorter than this between two heard intervals (a seek of a few milliseconds, the
@@ -102,12 +101,11 @@ def _served(lease: TaskLease) -> tuple[int | None, list[list[int]]]:
     return int(data["size"]), [[int(s), int(e)] for s, e in data["ranges"]]
 
 
-def _record_served(lease: TaskLease, first: int, last: int, size: int) -> None:
+def _served_with(lease: TaskLease, first: int, last: int, size: int) -> str:
+    """The lease's `served_ranges` once bytes `first`..`last` of `size` are served too."""
     _, ranges = _served(lease)
     merged = merge_intervals([*ranges, [first, last + 1]])
-    lease.served_ranges = json.dumps(
-        {"size": size, "ranges": [[int(s), int(e)] for s, e in merged]}, separators=(",", ":")
-    )
+    return json.dumps({"size": size, "ranges": [[int(s), int(e)] for s, e in merged]}, separators=(",", ":"))
 
 
 def _heard(lease: TaskLease) -> list[list[float]]:
@@ -197,12 +195,12 @@ def grant_for_lease(
 ) -> IssuedGrant:
     """A grant for the live holder of `task_id` in this session (the work page's player).
 
-    Anyone else is refused by `live_lease` (AccessDenied, audited `access.denied` like every
+    Anyone else is refused by `held_task` (AccessDenied, audited `access.denied` like every
     other holder-only action); a clip that is no longer active is refused as
     `playback.denied`.
     """
-    lease = live_lease(task_id, user, user_session, now)
-    clip = db.session.get_one(Clip, lease.clip_id)
+    holding = held_task(task_id, user, user_session, now)
+    lease, clip = holding.lease, holding.clip
     if clip.status is not ClipStatus.ACTIVE:
         raise PlaybackDenied(
             "clip_not_active",
@@ -239,12 +237,15 @@ def grant_for_review(
 class MediaRequest:
     """What a request for `/media/<token>` brings besides the token.
 
-    `user`/`user_session` are None without a (live) session cookie; `fetch_site` and
-    `fetch_dest` are the browser's `Sec-Fetch-Site` and `Sec-Fetch-Dest` headers.
+    `user`/`user_session` are None without a (live) session cookie; `nda_accepted` says
+    whether that user accepted the current NDA (the gate chain's answer for this
+    request); `fetch_site` and `fetch_dest` are the browser's `Sec-Fetch-Site` and
+    `Sec-Fetch-Dest` headers.
     """
 
     user: User | None
     user_session: UserSession | None
+    nda_accepted: bool
     fetch_site: str | None
     fetch_dest: str | None
     range_header: str | None
@@ -290,13 +291,41 @@ def byte_range(header: str | None, size: int) -> tuple[int, int] | None:
     return first, min(last, size - 1)
 
 
+# The media endpoint runs these for every range; they are built once. The clip is read
+# after the grant's lock is held, in a statement of its own, so that a request that
+# waited for that lock sees the clip as it is then (a join would return it as it was when
+# the wait began). The task and the lease are locked in one statement, in that order
+# (PostgreSQL locks a join's rows in FROM order).
+FIND_GRANT = (
+    sa.select(PlaybackGrant)
+    .where(PlaybackGrant.token_hash == sa.bindparam("token_hash"))
+    .with_for_update()
+    .execution_options(populate_existing=True)
+)
+LOCK_TASK_AND_LEASE = (
+    sa.select(Task, TaskLease)
+    .join(TaskLease, TaskLease.task_id == Task.id)
+    .where(Task.id == sa.bindparam("task_id"), TaskLease.id == sa.bindparam("lease_id"))
+    .with_for_update()
+    .execution_options(populate_existing=True)
+)
+
+# Both rows are locked already; plain UPDATEs cost a fraction of an ORM flush. (The ORM
+# objects keep their old values: nothing reads them again in the request.)
+RECORD_GRANT_BYTES = (
+    sa.update(PlaybackGrant.__table__)
+    .where(PlaybackGrant.__table__.c.id == sa.bindparam("grant_id"))
+    .values(bytes_served=sa.bindparam("bytes_served"))
+)
+RECORD_LEASE_RANGES = (
+    sa.update(TaskLease.__table__)
+    .where(TaskLease.__table__.c.id == sa.bindparam("lease_id"))
+    .values(served_ranges=sa.bindparam("served_ranges"))
+)
+
+
 def _find_grant(token: str) -> PlaybackGrant | None:
-    return db.session.scalar(
-        sa.select(PlaybackGrant)
-        .where(PlaybackGrant.token_hash == hash_token(token))
-        .with_for_update()
-        .execution_options(populate_existing=True)
-    )
+    return db.session.scalar(FIND_GRANT, {"token_hash": hash_token(token)})
 
 
 def _check_requester(grant: PlaybackGrant, request: MediaRequest, target: str, ids: dict[str, Any]) -> None:
@@ -316,7 +345,7 @@ def _check_requester(grant: PlaybackGrant, request: MediaRequest, target: str, i
         raise PlaybackDenied("other_user", target, ids)
     if request.user_session.id != grant.session_id:
         raise PlaybackDenied("other_session", target, ids)
-    if not request.user_session.mfa_verified or not has_accepted_current_nda(request.user):
+    if not request.user_session.mfa_verified or not request.nda_accepted:
         raise PlaybackDenied("gate_chain_incomplete", target, ids)
 
 
@@ -333,8 +362,9 @@ def _check_binding(
         raise PlaybackDenied("expired", target, ids)
     task = lease = submission = None
     if grant.lease_id is not None:
-        task = db.session.get_one(Task, grant.task_id, with_for_update=True, populate_existing=True)
-        lease = db.session.get_one(TaskLease, grant.lease_id, with_for_update=True, populate_existing=True)
+        task, lease = db.session.execute(
+            LOCK_TASK_AND_LEASE, {"task_id": grant.task_id, "lease_id": grant.lease_id}
+        ).one()
     else:
         submission = db.session.get_one(
             Submission, grant.submission_id, with_for_update=True, populate_existing=True
@@ -382,10 +412,14 @@ def serve_media(token: str, request: MediaRequest, actor: Actor, now: datetime) 
     length = last - first + 1
     if grant.bytes_served + length > GRANT_BYTES_FACTOR * size:
         raise PlaybackDenied("grant_used_up", target, {**ids, "bytes_served": grant.bytes_served})
-    grant.bytes_served += length
+    db.session.execute(
+        RECORD_GRANT_BYTES, {"grant_id": grant.id, "bytes_served": grant.bytes_served + length}
+    )
     if lease is not None:
-        _record_served(lease, first, last, size)
-    db.session.flush()
+        db.session.execute(
+            RECORD_LEASE_RANGES,
+            {"lease_id": lease.id, "served_ranges": _served_with(lease, first, last, size)},
+        )
     record_event(
         actor,
         "playback.range",

@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, Response, current_app, g, request, url_for
 from flask_login import current_user
 
-from portal.access import public, role_required
+from portal.access import nda_accepted, public, role_required
 from portal.audit.context import request_actor
 from portal.audit.models import Outcome
 from portal.audit.services import record_event
@@ -106,6 +106,7 @@ def media(token: str) -> Response:
     media_request = services.MediaRequest(
         user=current_user if signed_in else None,
         user_session=g.user_session if signed_in else None,
+        nda_accepted=signed_in and nda_accepted(),
         fetch_site=request.headers.get("Sec-Fetch-Site"),
         fetch_dest=request.headers.get("Sec-Fetch-Dest"),
         range_header=request.headers.get("Range"),

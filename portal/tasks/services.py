@@ -87,18 +87,19 @@ def lease_duration() -> timedelta:
 # --- claiming ---------------------------------------------------------------------------
 
 
-def _claimable(user: User, now: datetime) -> sa.Select:
-    """Tasks `user` may be given now, best first (not yet locked, not yet limited).
+def _claimable() -> sa.Select[tuple[Task]]:
+    """Tasks an annotator may be given now, best first (not yet locked, not yet limited).
 
     Queued tasks, and leased ones whose lease ran out; of active clips only; whose vendor
-    pool contains the user's vendor; of clips the user never held a lease on (the lease
-    history is kept forever, so skipping or being rejected does not bring a clip back).
+    pool contains the annotator's vendor; of clips the annotator never held a lease on
+    (the lease history is kept forever, so skipping or being rejected does not bring a
+    clip back). Parameters: `user_id`, `vendor_id`, `now`.
     """
     held_before = sa.select(TaskLease.id).where(
-        TaskLease.clip_id == Task.clip_id, TaskLease.user_id == user.id
+        TaskLease.clip_id == Task.clip_id, TaskLease.user_id == sa.bindparam("user_id")
     )
     in_pool = sa.select(ClipVendor.clip_id).where(
-        ClipVendor.clip_id == Task.clip_id, ClipVendor.vendor_id == user.vendor_id
+        ClipVendor.clip_id == Task.clip_id, ClipVendor.vendor_id == sa.bindparam("vendor_id")
     )
     return (
         sa.select(Task)
@@ -106,7 +107,7 @@ def _claimable(user: User, now: datetime) -> sa.Select:
         .where(
             sa.or_(
                 Task.status == TaskStatus.QUEUED,
-                sa.and_(Task.status == TaskStatus.LEASED, Task.lease_expires_at <= now),
+                sa.and_(Task.status == TaskStatus.LEASED, Task.lease_expires_at <= sa.bindparam("now")),
             ),
             Clip.status == ClipStatus.ACTIVE,
             in_pool.exists(),
@@ -116,17 +117,38 @@ def _claimable(user: User, now: datetime) -> sa.Select:
     )
 
 
+# A claim runs these every time: built once (building and cache-keying the claim query
+# costs about as much CPU as running it).
+CLAIMABLE = _claimable()
+LOCK_BEST_CLAIMABLE = (
+    CLAIMABLE.add_columns(Clip.public_id)
+    .limit(1)
+    .with_for_update(skip_locked=True, of=Task)
+    .execution_options(populate_existing=True)
+)
+LOCK_USER = sa.select(User.id).where(User.id == sa.bindparam("user_id")).with_for_update()
+LIVE_LEASES_OF_USER = (
+    sa.select(TaskLease)
+    .where(
+        TaskLease.user_id == sa.bindparam("user_id"),
+        TaskLease.ended_at.is_(None),
+        TaskLease.expires_at > sa.bindparam("now"),
+    )
+    .order_by(TaskLease.id)
+)
+
+
+def _claimable_parameters(user: User, now: datetime) -> dict[str, object]:
+    return {"user_id": user.id, "vendor_id": user.vendor_id, "now": now}
+
+
 def _held_lease(user: User, user_session: UserSession, actor: Actor, now: datetime) -> TaskLease | None:
     """The user's live lease, moved to this session if it was taken in another one.
 
     A lease whose task was taken away meanwhile (the clip was erased) is ended here, so
     that it does not keep its holder from claiming.
     """
-    leases = db.session.scalars(
-        sa.select(TaskLease)
-        .where(TaskLease.user_id == user.id, TaskLease.ended_at.is_(None), TaskLease.expires_at > now)
-        .order_by(TaskLease.id)
-    ).all()
+    leases = db.session.scalars(LIVE_LEASES_OF_USER, {"user_id": user.id, "now": now}).all()
     held = None
     for lease in leases:
         task = db.session.get_one(Task, lease.task_id)
@@ -164,19 +186,15 @@ def claim_next_task(
     `task.claimed` or `task.queue_empty`.
     """
     actor = actor or actor_for(user, Actor(), user_session)
-    db.session.execute(sa.select(User.id).where(User.id == user.id).with_for_update())
+    db.session.execute(LOCK_USER, {"user_id": user.id})
     held = _held_lease(user, user_session, actor, now)
     if held is not None:
         return held
-    task = db.session.scalar(
-        _claimable(user, now)
-        .limit(1)
-        .with_for_update(skip_locked=True, of=Task)
-        .execution_options(populate_existing=True)
-    )
-    if task is None:
+    best = db.session.execute(LOCK_BEST_CLAIMABLE, _claimable_parameters(user, now)).one_or_none()
+    if best is None:
         record_event(actor, "task.queue_empty", details={"vendor": user.vendor_name})
         return None
+    task, clip_public_id = best
     if task.status is TaskStatus.LEASED and task.current_lease_id is not None:
         _expire(db.session.get_one(TaskLease, task.current_lease_id), actor, now)
     lease = TaskLease(
@@ -195,14 +213,13 @@ def claim_next_task(
     task.status = TaskStatus.LEASED
     task.lease_expires_at = lease.expires_at
     task.current_lease_id = lease.id
-    clip = db.session.get_one(Clip, task.clip_id)
     record_event(
         actor,
         "task.claimed",
         target=f"task:{task.id}",
         details={
             "lease": lease.id,
-            "clip": clip.public_id,
+            "clip": clip_public_id,
             "pass": task.pass_number,
             "priority": task.priority,
             "expires_at": lease.expires_at.isoformat(),
@@ -235,10 +252,56 @@ def _requeue(task: Task) -> None:
 # --- the holder's lease ---------------------------------------------------------------
 
 
+# The holder's check runs on almost every request of the work loop, so its statements are
+# built once. Reading, the task comes with its current lease and its clip in one round
+# trip. Locking, PostgreSQL takes the task row and then the lease row (a join's rows are
+# locked in FROM order), the order every holder action and the claim use; the clip is
+# then read on its own, after the locks, as it was before they were taken.
+HELD_TASK = (
+    sa.select(Task, TaskLease, Clip)
+    .join(Clip, Clip.id == Task.clip_id)
+    .outerjoin(TaskLease, TaskLease.id == Task.current_lease_id)
+    .where(Task.id == sa.bindparam("task_id"))
+)
+LOCK_TASK_WITH_LEASE = (
+    sa.select(Task, TaskLease)
+    .join(TaskLease, TaskLease.id == Task.current_lease_id)
+    .where(Task.id == sa.bindparam("task_id"))
+    .with_for_update()
+    .execution_options(populate_existing=True)
+)
+
+
 def _locked_task(task_id: int) -> Task | None:
     return db.session.scalar(
         sa.select(Task).where(Task.id == task_id).with_for_update().execution_options(populate_existing=True)
     )
+
+
+def _locked_current_lease(task: Task) -> TaskLease | None:
+    """The lease `task` names as current, FOR UPDATE, or None."""
+    if task.current_lease_id is None:
+        return None
+    return db.session.scalar(
+        sa.select(TaskLease)
+        .where(TaskLease.id == task.current_lease_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+
+
+def _locked_task_and_lease(task_id: int) -> tuple[Task | None, TaskLease | None]:
+    """The task and its current lease (None for either that does not exist), both locked.
+
+    The task's lock is taken first. Without a current lease, or when the current lease
+    changed while the statement waited for the task's lock (the joined row then no longer
+    matches), the task is locked alone and then the lease it names.
+    """
+    row = db.session.execute(LOCK_TASK_WITH_LEASE, {"task_id": task_id}).one_or_none()
+    if row is not None:
+        return row[0], row[1]
+    task = _locked_task(task_id)
+    return task, None if task is None else _locked_current_lease(task)
 
 
 def _refusal(
@@ -264,13 +327,10 @@ def _refusal(
     return f"task is {task.status}"
 
 
-def _holder_lease(task: Task, user: User, user_session: UserSession, now: datetime, lock: bool) -> TaskLease:
-    lease = None
-    if task.current_lease_id is not None:
-        query = sa.select(TaskLease).where(TaskLease.id == task.current_lease_id)
-        if lock:
-            query = query.with_for_update().execution_options(populate_existing=True)
-        lease = db.session.scalar(query)
+def _holder_lease(
+    task: Task, lease: TaskLease | None, user: User, user_session: UserSession, now: datetime
+) -> TaskLease:
+    """`lease` (the task's current one) if `user` holds it live in `user_session`; else AccessDenied."""
     if (
         lease is not None
         and task.status is TaskStatus.LEASED
@@ -283,6 +343,27 @@ def _holder_lease(task: Task, user: User, user_session: UserSession, now: dateti
     raise AccessDenied(_refusal(task, lease, user, user_session, now), target=f"task:{task.id}")
 
 
+@dataclass(frozen=True)
+class Holding:
+    """A live lease with its task and clip, as `held_task` reads them (one round trip)."""
+
+    task: Task
+    lease: TaskLease
+    clip: Clip
+
+
+def held_task(task_id: int, user: User, user_session: UserSession, now: datetime) -> Holding:
+    """`task_id` with its live lease and clip if `user` holds it in `user_session`; else AccessDenied.
+
+    Reads without locks (the work page, a playback grant); refuses exactly as `live_lease`.
+    """
+    row = db.session.execute(HELD_TASK, {"task_id": task_id}).one_or_none()
+    if row is None:
+        raise AccessDenied("no such task", target=f"task:{task_id}")
+    task, lease, clip = row
+    return Holding(task, _holder_lease(task, lease, user, user_session, now), clip)
+
+
 def live_lease(
     task_id: int, user: User, user_session: UserSession, now: datetime, *, lock: bool = False
 ) -> TaskLease:
@@ -293,10 +374,12 @@ def live_lease(
     reason recorded in the audit log. `lock` takes the task's and the lease's row locks
     (FOR UPDATE) for a caller about to change them.
     """
-    task = _locked_task(task_id) if lock else db.session.get(Task, task_id)
+    if not lock:
+        return held_task(task_id, user, user_session, now).lease
+    task, lease = _locked_task_and_lease(task_id)
     if task is None:
         raise AccessDenied("no such task", target=f"task:{task_id}")
-    return _holder_lease(task, user, user_session, now, lock)
+    return _holder_lease(task, lease, user, user_session, now)
 
 
 def renew_lease(
@@ -371,6 +454,13 @@ def save_draft(
 # --- submitting -----------------------------------------------------------------------
 
 
+SUBMISSION_OF_LEASE = sa.select(Submission).where(
+    Submission.lease_id == sa.bindparam("lease_id"),
+    Submission.user_id == sa.bindparam("user_id"),
+    Submission.task_id == sa.bindparam("task_id"),
+)
+
+
 @dataclass(frozen=True)
 class SubmitResult:
     """The submission and whether it already existed (a retry or a double click)."""
@@ -390,8 +480,8 @@ def submit_correction(
 ) -> SubmitResult:
     """Store the holder's correction once per lease, then route it (review, gold, outbox).
 
-    Idempotent by lease: the task row is locked first, then an existing submission of
-    this lease by this user is looked for; if there is one it is returned unchanged,
+    Idempotent by lease: the task row (and its current lease's) is locked first, then an
+    existing submission of this lease by this user is looked for; if there is one it is returned unchanged,
     whether the first request committed a moment ago (double click) or long ago (retry).
     Refused (403) for anyone but the live holder in this session, and (409) unless the
     playback record says the whole clip was heard. Stores WER and CER of the machine
@@ -401,17 +491,15 @@ def submit_correction(
     from portal.playback.services import listening_state
 
     transcript = transcript.strip()
-    task = _locked_task(task_id)
+    task, current = _locked_task_and_lease(task_id)
     if task is None:
         raise AccessDenied("no such task", target=f"task:{task_id}")
     existing = db.session.scalar(
-        sa.select(Submission).where(
-            Submission.lease_id == lease_id, Submission.user_id == user.id, Submission.task_id == task_id
-        )
+        SUBMISSION_OF_LEASE, {"lease_id": lease_id, "user_id": user.id, "task_id": task_id}
     )
     if existing is not None:
         return SubmitResult(existing, replayed=True)
-    lease = _holder_lease(task, user, user_session, now, lock=True)
+    lease = _holder_lease(task, current, user, user_session, now)
     if lease.id != lease_id:
         raise AccessDenied(
             f"submitted for lease {lease_id}, holds lease {lease.id}", target=f"task:{task_id}"
@@ -507,7 +595,7 @@ def report_problem(
     task = next((candidate for candidate in tasks if candidate.id == task_id), None)
     if task is None:
         task = db.session.get_one(Task, task_id)
-    lease = _holder_lease(task, user, user_session, now, lock=True)
+    lease = _holder_lease(task, _locked_current_lease(task), user, user_session, now)
     report = ProblemReport(
         clip_id=clip.id,
         task_id=task.id,
@@ -653,8 +741,13 @@ def annotator_overview(user: User, now: datetime, recent: int = 15) -> Overview:
         .order_by(TaskLease.id.desc())
         .limit(1)
     )
-    claimable = _claimable(user, now).order_by(None).subquery()
-    waiting = db.session.scalar(sa.select(sa.func.count(sa.distinct(claimable.c.clip_id)))) or 0
+    claimable = CLAIMABLE.order_by(None).subquery()
+    waiting = (
+        db.session.scalar(
+            sa.select(sa.func.count(sa.distinct(claimable.c.clip_id))), _claimable_parameters(user, now)
+        )
+        or 0
+    )
     rows = db.session.execute(
         sa.select(Submission, Clip.public_id, Clip.duration_ms)
         .join(Clip, Clip.id == Submission.clip_id)
@@ -677,8 +770,20 @@ class WorkView:
     fully_heard: bool
 
 
-def work_view(lease: TaskLease) -> WorkView:
-    """The work page's content for a live lease (checked by the caller with `live_lease`).
+# Every work page runs it: built once.
+EARLIER_FEEDBACK = (
+    sa.select(Submission.feedback)
+    .where(
+        Submission.task_id == sa.bindparam("task_id"),
+        Submission.status == SubmissionStatus.REJECTED,
+        Submission.feedback.is_not(None),
+    )
+    .order_by(Submission.reviewed_at.desc(), Submission.id.desc())
+)
+
+
+def work_view(holding: Holding) -> WorkView:
+    """The work page's content for a live lease (checked by the caller with `held_task`).
 
     The transcript box starts from the saved draft, else from the machine transcript to
     correct. Feedback from reviewers who rejected earlier passes of this task is shown,
@@ -688,17 +793,8 @@ def work_view(lease: TaskLease) -> WorkView:
     # Imported here: portal.playback.services imports this module (for `live_lease`).
     from portal.playback.services import listening_state
 
-    task = db.session.get_one(Task, lease.task_id)
-    clip = db.session.get_one(Clip, task.clip_id)
-    feedback = db.session.scalars(
-        sa.select(Submission.feedback)
-        .where(
-            Submission.task_id == task.id,
-            Submission.status == SubmissionStatus.REJECTED,
-            Submission.feedback.is_not(None),
-        )
-        .order_by(Submission.reviewed_at.desc(), Submission.id.desc())
-    ).all()
+    task, lease, clip = holding.task, holding.lease, holding.clip
+    feedback = db.session.scalars(EARLIER_FEEDBACK, {"task_id": task.id}).all()
     return WorkView(
         task=task,
         lease=lease,

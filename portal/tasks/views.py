@@ -1,8 +1,9 @@
 """The annotator's pages: the queue home, claiming, and the work page with its actions.
 
 Who may act on a task is decided by the lease, not by the URL: every view below except
-the home page and the claim asks `services.live_lease` (or the service it calls does),
-which refuses anyone but the live holder in this session with an audited 403.
+the home page and the claim asks `services.live_lease` or `services.held_task` (or the
+service it calls does), which refuse anyone but the live holder in this session with an
+audited 403.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from portal.exceptions import PortalError
 from portal.extensions import db
 from portal.tasks import services
 from portal.tasks.forms import ReportForm, SkipForm, SubmitForm
-from portal.tasks.models import ProblemKind, TaskLease
+from portal.tasks.models import ProblemKind
 
 bp = Blueprint("tasks", __name__, url_prefix="/tasks")
 
@@ -44,10 +45,13 @@ def claim() -> Response:
     return redirect(url_for("tasks.work", task_id=lease.task_id), 303)
 
 
-def _work_page(lease: TaskLease, submit_form: SubmitForm | None = None, status: int = 200) -> tuple[str, int]:
-    view = services.work_view(lease)
+def _work_page(
+    holding: services.Holding, submit_form: SubmitForm | None = None, status: int = 200
+) -> tuple[str, int]:
+    view = services.work_view(holding)
     if submit_form is None:
-        submit_form = SubmitForm(formdata=None, data={"transcript": view.transcript, "lease_id": lease.id})
+        data = {"transcript": view.transcript, "lease_id": view.lease.id}
+        submit_form = SubmitForm(formdata=None, data=data)
     return render_template(
         "tasks/work.html",
         view=view,
@@ -61,7 +65,7 @@ def _work_page(lease: TaskLease, submit_form: SubmitForm | None = None, status: 
 @role_required(Role.ANNOTATOR)
 def work(task_id: int) -> tuple[str, int]:
     """The player, the transcript box, and skip / report; for the lease holder only."""
-    return _work_page(services.live_lease(task_id, current_user, g.user_session, utcnow()))
+    return _work_page(services.held_task(task_id, current_user, g.user_session, utcnow()))
 
 
 @bp.route("/<int:task_id>/lease", methods=["POST"])
@@ -152,8 +156,8 @@ def submit(task_id: int) -> Response | tuple[str, int]:
     except PortalError as refusal:
         db.session.rollback()
         form.transcript.errors = [refusal.message]
-        lease = services.live_lease(task_id, current_user, g.user_session, now)
-        return _work_page(lease, form, refusal.status)
+        holding = services.held_task(task_id, current_user, g.user_session, now)
+        return _work_page(holding, form, refusal.status)
     db.session.commit()
     if result.replayed:
         flash("This task was already submitted; nothing was changed.", "info")

@@ -6,8 +6,10 @@ import hashlib
 from datetime import timedelta
 
 import pytest
+import sqlalchemy as sa
 
 from portal.auth.models import Role, User
+from portal.auth.sessions import TOUCH_INTERVAL
 from portal.extensions import db
 from tests.auth.helpers import (
     AUTH_COOKIE,
@@ -21,6 +23,7 @@ from tests.auth.helpers import (
     user_sessions,
 )
 from tests.conftest import post_form
+from tests.playback.conftest import FETCH
 
 CLEAR_SITE_DATA = '"cache", "cookies", "storage"'
 
@@ -113,6 +116,72 @@ def test_sessions_end_twelve_hours_after_sign_in_however_active(app, client, cre
     (row,) = user_sessions(app, person.id)
     assert row.end_reason == "absolute_timeout"
     assert details(audit_events(app, "session.expired")[0])["reason"] == "absolute_timeout"
+
+
+def test_refreshed_last_seen_survives_a_view_that_rolls_back(app, client, create_user, login_as, clock):
+    """The lookup commits the `last_seen_at` it refreshed at once, before the view runs.
+
+    A refused media request rolls its transaction back; it is still activity, so the
+    idle timeout counts from it, to the second.
+    """
+    person = create_user(Role.ANNOTATOR)
+    login_as(client, person)
+    clock.advance(minutes=14)
+    refused = client.get("/media/no-such-token", headers=FETCH)
+    assert refused.status_code == 403
+    (row,) = user_sessions(app, person.id)
+    assert row.last_seen_at == clock.now
+    clock.advance(minutes=14, seconds=59)
+    assert client.get("/").status_code == 200
+    clock.advance(minutes=15)
+    assert _signed_out(client.get("/"))
+    assert user_sessions(app, person.id)[0].end_reason == "idle_timeout"
+
+
+def test_last_seen_is_refreshed_at_most_every_touch_interval(app, client, create_user, login_as, clock):
+    person = create_user(Role.ANNOTATOR)
+    login_as(client, person)
+    seen = user_sessions(app, person.id)[0].last_seen_at
+    clock.advance(seconds=TOUCH_INTERVAL.total_seconds() - 1)
+    assert client.get("/tasks").status_code == 200
+    assert user_sessions(app, person.id)[0].last_seen_at == seen
+    clock.advance(seconds=1)
+    assert client.get("/tasks").status_code == 200
+    assert user_sessions(app, person.id)[0].last_seen_at == clock.now
+
+
+def test_a_lookup_that_changes_nothing_does_not_commit(app, client, create_user, login_as, clock):
+    """On PostgreSQL the lookup's transaction carries on into the view: a page that only
+    reads costs one connection checkout and no COMMIT. On SQLite, where every transaction
+    holds the write lock, the lookup ends its own at once (and the view starts another).
+    A refreshed `last_seen_at` is committed by the lookup itself.
+    """
+    person = create_user(Role.ANNOTATOR)
+    login_as(client, person)
+    with app.app_context():
+        engine = db.engine
+    commits: list[object] = []
+    checkouts: list[object] = []
+
+    def count_commit(connection: object) -> None:
+        commits.append(connection)
+
+    def count_checkout(*connection: object) -> None:
+        checkouts.append(connection)
+
+    sa.event.listen(engine, "commit", count_commit)
+    sa.event.listen(engine, "checkout", count_checkout)
+    try:
+        assert client.get("/tasks").status_code == 200
+        expected = (2, 1) if engine.dialect.name == "sqlite" else (1, 0)
+        assert (len(checkouts), len(commits)) == expected
+        commits.clear()
+        clock.advance(seconds=TOUCH_INTERVAL.total_seconds())
+        assert client.get("/tasks").status_code == 200
+        assert len(commits) == 1
+    finally:
+        sa.event.remove(engine, "commit", count_commit)
+        sa.event.remove(engine, "checkout", count_checkout)
 
 
 @pytest.fixture

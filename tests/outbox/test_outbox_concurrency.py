@@ -15,8 +15,11 @@ import threading
 import time
 from datetime import datetime
 
+import pytest
 import sqlalchemy as sa
 
+from portal.audit.models import AuditEvent
+from portal.audit.services import record_event
 from portal.auth.models import Role, User
 from portal.clock import utcnow
 from portal.extensions import db
@@ -111,3 +114,44 @@ def test_many_writers_and_a_polling_reader(app, work, create_user, make_api_key,
         assert sorted(statuses) == sorted(
             [SubmissionStatus.ACCEPTED] * REVIEWED + [SubmissionStatus.AUTO_ACCEPTED] * AUTO
         )
+
+
+def test_an_open_outbox_append_leaves_the_audit_chain_to_others(app, work, create_user, monkeypatch):
+    """Only the commit takes the audit head: an accepting transaction that has appended to
+    the outbox and not committed yet does not hold up another request's audit event.
+    """
+    with app.app_context():
+        if db.engine.dialect.name != "postgresql":
+            pytest.skip("on SQLite every transaction holds the database's one write lock")
+    annotator = create_user(Role.ANNOTATOR, vendor=ACME)
+    app.config["REVIEW_SAMPLE_RATE"] = 0.0
+    lease_id = work.lease(work.clip().task_ids[0], annotator)
+    appended, finish = threading.Event(), threading.Event()
+
+    def waiting_append(submission: Submission, now: datetime) -> OutboxEntry:
+        entry = append_correction(submission, now)
+        appended.set()
+        assert finish.wait(30)
+        return entry
+
+    monkeypatch.setattr(review, "append_correction", waiting_append)
+
+    def accept() -> int:
+        with app.app_context():
+            return submit_on_lease(lease_id, "auto accepted correction")
+
+    accepting = threading.Thread(target=accept)
+    accepting.start()
+    try:
+        assert appended.wait(30)
+        with app.app_context():
+            db.session.execute(sa.text("SET LOCAL lock_timeout = '3s'"))
+            record_event(TEST_ACTOR, "test.meanwhile")
+            db.session.commit()
+    finally:
+        finish.set()
+        accepting.join(30)
+    assert outbox_positions(app) == [1]
+    with app.app_context():
+        actions = db.session.scalars(sa.select(AuditEvent.action).order_by(AuditEvent.seq)).all()
+    assert actions[-2:] == ["test.meanwhile", "review.auto_accepted"]
