@@ -155,10 +155,10 @@ def _done_rows(unit: Unit, by: By) -> Callable[[Scope, Period, datetime], Iterat
 
 
 def _time_on_task_rows(scope: Scope, period: Period, now: datetime) -> Iterator[list[Any]]:
-    overall = services.TimeOnTask()
-    for value in services.time_on_task(scope, period).values():
-        overall = overall + value
-    for low, high, count in overall.histogram():
+    """The page's histogram: from the rollup for sealed days, like every other figure."""
+    overall = services.summaries_by(services.summaries(scope, period, now), By.ALL)
+    time = overall[services.OVERALL].time if overall else services.TimeOnTask()
+    for low, high, count in time.histogram():
         yield [low / 100, None if high is None else high / 100, count]
 
 

@@ -362,3 +362,8 @@ def test_the_page_seals_days_before_reading(app, client, clock, supervisor, logi
         assert db.session.scalar(sa.select(DashboardRollup.sealed_through)) == TODAY - timedelta(days=1)
         done = db.session.scalar(sa.select(sa.func.count()).select_from(Submission))
     assert f"{done:,}" in page
+    # The CSVs read the rollup too: the time-on-task histogram counts every submission.
+    csv = client.get(f"/supervisor/time-on-task.csv?from={FIRST_DAY.isoformat()}&to={TODAY.isoformat()}")
+    assert csv.status_code == 200
+    lines = csv.get_data(as_text=True).strip().splitlines()[1:]
+    assert sum(int(line.rsplit(",", 1)[1]) for line in lines) == done
