@@ -34,15 +34,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import sqlalchemy as sa
-from alembic import command
-from alembic.config import Config as AlembicConfig
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from benchmarks.fresh_database import migrate, wipe_postgres
 from portal import create_app
 from portal.audit.export import verify_database
 from portal.audit.services import Actor, record_event
-from portal.config import PROJECT_ROOT
 from portal.extensions import db
 from portal.keys import portal_keys
 
@@ -76,22 +74,6 @@ class Run:
     def percentile(self, fraction: float) -> float:
         ordered = sorted(self.latencies)
         return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))] * 1000
-
-
-def migrate(url: str) -> None:
-    """Build the schema from the Alembic migrations, as `flask db upgrade` does."""
-    config = AlembicConfig(str(PROJECT_ROOT / "alembic.ini"))
-    config.attributes["url"] = url
-    config.attributes["configure_logging"] = False
-    command.upgrade(config, "head")
-
-
-def wipe_postgres(url: str) -> None:
-    engine = sa.create_engine(url)
-    with engine.begin() as connection:
-        connection.exec_driver_sql("DROP SCHEMA public CASCADE")
-        connection.exec_driver_sql("CREATE SCHEMA public")
-    engine.dispose()
 
 
 def app_env(url: str, instance: Path, checkpoint_every: int) -> dict[str, str]:

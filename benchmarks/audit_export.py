@@ -42,11 +42,10 @@ from pathlib import Path
 
 import psycopg
 import sqlalchemy as sa
-from alembic import command
-from alembic.config import Config as AlembicConfig
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from benchmarks.fresh_database import migrate, wipe_postgres
 from portal import create_app
 from portal.audit import chain
 from portal.audit.export import ExportStream, plan_export
@@ -63,21 +62,6 @@ AGENTS = (
     "Mozilla/5.0 (Macintosh; Intel Mac OS X 14_6) AppleWebKit/605.1.15 (KHTML, like Gecko) Safari/605.1",
 )
 CHECKPOINT_EVERY = 1000
-
-
-def migrate(url: str) -> None:
-    config = AlembicConfig(str(PROJECT_ROOT / "alembic.ini"))
-    config.attributes["url"] = url
-    config.attributes["configure_logging"] = False
-    command.upgrade(config, "head")
-
-
-def wipe(url: str) -> None:
-    engine = sa.create_engine(url)
-    with engine.begin() as connection:
-        connection.exec_driver_sql("DROP SCHEMA public CASCADE")
-        connection.exec_driver_sql("CREATE SCHEMA public")
-    engine.dispose()
 
 
 def libpq_url(url: str) -> str:
@@ -388,7 +372,7 @@ def main() -> None:
             raise SystemExit("--reuse needs PORTAL_KEYS_DIR pointing at the keys the events were signed with")
         env["PORTAL_KEYS_DIR"] = str(keys_from)
     else:
-        wipe(args.database_url)
+        wipe_postgres(args.database_url)
         migrate(args.database_url)
         seconds, size = generate(args.database_url, args.events, instance)
         print(f"generated {args.events:,} events in {seconds:.1f} s; table + indexes {size / 2**20:.0f} MiB")

@@ -37,13 +37,12 @@ from pathlib import Path
 
 import pyotp
 import sqlalchemy as sa
-from alembic import command
-from alembic.config import Config as AlembicConfig
 from flask import Flask
 from flask.testing import FlaskClient
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from benchmarks.fresh_database import migrate, wipe_postgres
 from portal import create_app
 from portal.admin.services import create_user, create_vendor, find_vendor
 from portal.analytics import rollup
@@ -51,7 +50,6 @@ from portal.audit.services import Actor
 from portal.auth import second_factor
 from portal.auth.models import Role
 from portal.clock import utcnow
-from portal.config import PROJECT_ROOT
 from portal.extensions import db
 from portal.nda.services import publish_nda
 from portal.tasks.models import Submission, TaskLease
@@ -67,22 +65,6 @@ class Supervisor:
     secret: str
     label: str
     user_id: int = 0
-
-
-def migrate(url: str) -> None:
-    config = AlembicConfig(str(PROJECT_ROOT / "alembic.ini"))
-    config.attributes["url"] = url
-    config.attributes["configure_logging"] = False
-    command.upgrade(config, "head")
-
-
-def wipe_postgres(url: str) -> None:
-    engine = sa.create_engine(url)
-    with engine.begin() as connection:
-        connection.exec_driver_sql("DROP SCHEMA public CASCADE")
-        connection.exec_driver_sql("CREATE SCHEMA public")
-        connection.exec_driver_sql("DROP FUNCTION IF EXISTS portal_refuse_audit_change() CASCADE")
-    engine.dispose()
 
 
 def make_supervisor(email: str, vendor_name: str | None, label: str) -> Supervisor:

@@ -62,11 +62,11 @@ import numpy as np
 import pyotp
 import soundfile
 import sqlalchemy as sa
-from alembic import command
-from alembic.config import Config as AlembicConfig
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks.fresh_database import migrate, wipe_postgres
+from portal.config import PROJECT_ROOT as ROOT
 
 PASSWORD = "load test password 2026"  # noqa: S105 (a throwaway account in a throwaway database)
 VENDOR = "Load Test Vendor"
@@ -92,22 +92,6 @@ def server_env(database_url: str, instance: Path, sample_rate: float) -> dict[st
         # 32 people sign in from one address within seconds; the per-IP limit is for attackers.
         "PORTAL_SIGN_IN_RATE_LIMIT_PER_IP": "100000/minute",
     }
-
-
-def wipe_postgres(url: str) -> None:
-    engine = sa.create_engine(url)
-    with engine.begin() as connection:
-        connection.exec_driver_sql("DROP SCHEMA public CASCADE")
-        connection.exec_driver_sql("CREATE SCHEMA public")
-        connection.exec_driver_sql("DROP FUNCTION IF EXISTS portal_refuse_audit_change() CASCADE")
-    engine.dispose()
-
-
-def migrate(url: str) -> None:
-    config = AlembicConfig(str(ROOT / "alembic.ini"))
-    config.attributes["url"] = url
-    config.attributes["configure_logging"] = False
-    command.upgrade(config, "head")
 
 
 def analyze(url: str) -> None:
