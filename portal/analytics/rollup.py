@@ -41,7 +41,7 @@ from portal.analytics.models import (
     DashboardTotal,
 )
 from portal.analytics.periods import Period
-from portal.analytics.services import lease_expired, ratio_steps, within
+from portal.analytics.services import lease_expired, ratio_steps, sealed_days, within
 from portal.analytics.sql import Unit, day_of, time_bucket
 from portal.clips.models import Clip
 from portal.extensions import db
@@ -80,17 +80,25 @@ def seal_limit(now: datetime) -> date:
 
 def _lock_state() -> DashboardRollup:
     return db.session.execute(
-        sa.select(DashboardRollup).where(DashboardRollup.id == ROLLUP_ID).with_for_update()
+        sa.select(DashboardRollup)
+        .where(DashboardRollup.id == ROLLUP_ID)
+        .with_for_update()
+        .execution_options(populate_existing=True)
     ).scalar_one()
 
 
 def refresh(now: datetime) -> Refresh:
     """Seal every sealable day after the last sealed one. The caller commits.
 
-    The state row is locked first: a second refresh waits, then finds the days sealed.
+    Most calls (every page view) find nothing new: that is answered without the lock, so
+    page views do not queue behind each other. Otherwise the state row is locked and read
+    again: a second refresh waits, then finds the days sealed.
     """
-    state = _lock_state()
     limit = seal_limit(now)
+    known = sealed_days()
+    if known is not None and limit <= known.last_day:
+        return Refresh(None, known.last_day)
+    state = _lock_state()
     sealed = state.sealed_through
     if sealed is not None and limit <= sealed:
         return Refresh(None, sealed)
@@ -156,30 +164,9 @@ def _add_days(days: Period, now: datetime) -> None:
 
 
 def _zero_day(day: date, vendor_id: int | None, user_id: int) -> dict[str, Any]:
-    figures = dict.fromkeys(
-        (
-            "done",
-            "active_hours",
-            "unedited",
-            "fast",
-            "unheard",
-            "flagged",
-            "gold_scored",
-            "decided",
-            "rejected",
-            "leases_taken",
-            "leases_expired",
-        ),
-        0,
-    )
-    return {
-        "day": day,
-        "vendor_id": vendor_id,
-        "user_id": user_id,
-        "gold_wer_sum": 0.0,
-        "gold_cer_sum": 0.0,
-        **figures,
-    }
+    """A `DashboardDay` row with nothing counted yet."""
+    zero: dict[str, Any] = {name: 0.0 if name.endswith("_sum") else 0 for name in FIGURES}
+    return {"day": day, "vendor_id": vendor_id, "user_id": user_id, **zero}
 
 
 def _as_day(value: Any) -> date:

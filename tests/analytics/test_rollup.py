@@ -367,3 +367,19 @@ def test_the_page_seals_days_before_reading(app, client, clock, supervisor, logi
     assert csv.status_code == 200
     lines = csv.get_data(as_text=True).strip().splitlines()[1:]
     assert sum(int(line.rsplit(",", 1)[1]) for line in lines) == done
+
+
+def test_a_refresh_with_nothing_new_takes_no_lock(history, database_url):
+    """Page views find nothing new almost always; they must not queue behind each other."""
+    if not database_url.startswith("postgresql"):
+        pytest.skip("SQLite runs one transaction at a time anyway")
+    rollup.refresh(NOW)
+    db.session.commit()
+    engine = sa.create_engine(database_url)
+    with engine.connect() as other:
+        other.execute(sa.text("SELECT id FROM dashboard_rollup WHERE id = 1 FOR UPDATE"))
+        db.session.execute(sa.text("SET LOCAL lock_timeout = '2s'"))
+        assert rollup.refresh(NOW + timedelta(minutes=1)).added is None
+        db.session.rollback()
+        other.rollback()
+    engine.dispose()
