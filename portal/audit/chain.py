@@ -73,6 +73,26 @@ def canonical_event(event: Mapping[str, Any]) -> str:
     return canonical_json({name: event[name] for name in EVENT_FIELDS})
 
 
+def canonical_event_around(event: Mapping[str, Any]) -> tuple[str, str, str]:
+    """The event's canonical JSON cut where its time and sequence number go.
+
+    For the event at time `t` with sequence number `seq`, `canonical_event` equals
+    `before_time + format_time(t) + before_seq + str(seq) + after_seq`. The appender on
+    PostgreSQL sends the three pieces and lets the database fill in both values, and
+    hash, in the one statement that holds the chain's head (`portal.audit.services`).
+    """
+
+    def members(names: list[str]) -> str:
+        return ",".join(f"{canonical_json(name)}:{canonical_json(event[name])}" for name in names)
+
+    names = sorted(EVENT_FIELDS)  # the order in which canonical_json writes them
+    at_time, at_seq = names.index("occurred_at"), names.index("seq")
+    before_time = "{" + members(names[:at_time]) + ',"occurred_at":"'
+    before_seq = '",' + members(names[at_time + 1 : at_seq]) + ',"seq":'
+    after_seq = "," + members(names[at_seq + 1 :]) + "}"
+    return before_time, before_seq, after_seq
+
+
 def digest_text(canonical: str) -> str:
     """The digest of an event given its canonical JSON (see `canonical_event`)."""
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()

@@ -49,6 +49,8 @@ class AuditHead(Base):
     id: Mapped[int] = mapped_column(sa.Integer, primary_key=True)
     seq: Mapped[int] = mapped_column(sa.BigInteger)
     hash: Mapped[str] = mapped_column(sa.String(64))
+    # The time of the event at the head (None before the first): the next is never earlier.
+    occurred_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class AuditCheckpoint(Base):

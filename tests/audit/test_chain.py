@@ -5,13 +5,17 @@ from __future__ import annotations
 import csv
 import itertools
 import json
+from datetime import timedelta
 
 import pytest
+import sqlalchemy as sa
 
 from portal.audit import chain
 from portal.audit.models import Outcome
 from portal.audit.services import Actor
 from portal.audit.verify import read_export, verify_records
+from portal.clock import utcnow
+from portal.extensions import db
 from portal.keys import portal_keys
 from tests.audit.conftest import WRITER, head, stored_events
 
@@ -61,6 +65,34 @@ def test_returned_event_is_what_is_stored(app, append):
     stored = stored_events(app)
     assert [{k: v for k, v in e.items() if k != "type"} for e in stored] == returned
     assert {event["outcome"] for event in stored} == {"denied"}
+
+
+@pytest.mark.parametrize("text", AWKWARD_TEXT)
+def test_the_canonical_json_cut_around_time_and_number_reassembles(text):
+    event = {name: text for name in chain.EVENT_FIELDS}
+    event.update(
+        seq=12345678901, actor_id=None, outcome="denied", details={"z": [text, 1.5], "a": {text: None}}
+    )
+    event["occurred_at"] = chain.format_time(utcnow())
+    before_time, before_seq, after_seq = chain.canonical_event_around(event)
+    reassembled = before_time + event["occurred_at"] + before_seq + str(event["seq"]) + after_seq
+    assert reassembled == chain.canonical_event(event)
+
+
+def test_an_event_is_never_dated_before_the_one_it_follows(app, append):
+    """The head keeps its event's time; a clock that fell behind does not reorder times."""
+    [first] = append(1)
+    ahead = utcnow() + timedelta(minutes=5)
+    with app.app_context():
+        db.session.execute(
+            sa.text("UPDATE audit_head SET occurred_at = :at"), {"at": ahead.replace(tzinfo=None)}
+        )
+        db.session.commit()
+    [second] = append(1)
+    assert second["occurred_at"] == chain.format_time(ahead)
+    stored = stored_events(app)
+    assert stored[-1]["occurred_at"] == chain.format_time(ahead)
+    assert stored[-1]["hash"] == chain.event_hash(first["hash"], stored[-1])
 
 
 def test_details_round_trip(app, append):
