@@ -5,6 +5,7 @@ The schema comes only from Alembic migrations; models describe it for queries.
 
 from __future__ import annotations
 
+import logging
 import time
 from datetime import UTC, datetime
 from typing import Any
@@ -13,7 +14,16 @@ import sqlalchemy as sa
 from flask import Flask
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
-from sqlalchemy.orm import DeclarativeBase, scoped_session, sessionmaker
+from sqlalchemy.orm import (
+    DeclarativeBase,
+    ORMExecuteState,
+    Session,
+    SessionTransaction,
+    scoped_session,
+    sessionmaker,
+)
+
+logger = logging.getLogger(__name__)
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -120,6 +130,34 @@ def make_engine(url: str) -> Engine:
     return engine
 
 
+# Set in `Session.info` once the session's transaction has changed something, or queued
+# a change (`note_write`); cleared when the transaction ends.
+WROTE = "portal.wrote"
+
+
+def note_write(session: Session) -> None:
+    """Mark the session's transaction as one that changes something.
+
+    Such a transaction is only ever committed by the view or command that made it; the
+    end of the request rolls it back (see `Database.end_request`).
+    """
+    session.info[WROTE] = True
+
+
+def _note_flush(session: Session, flush_context: Any) -> None:
+    note_write(session)
+
+
+def _note_statement(state: ORMExecuteState) -> None:
+    if not state.is_select:
+        note_write(state.session)
+
+
+def _forget_writes(session: Session, transaction: SessionTransaction) -> None:
+    if transaction.parent is None:
+        session.info.pop(WROTE, None)
+
+
 class Database:
     """Engine plus a request-scoped session, bound to the app in `init_app`.
 
@@ -135,6 +173,9 @@ class Database:
         self.engine: Engine | None = None
         self.exclusive_transactions = False
         self.session = scoped_session(sessionmaker(expire_on_commit=False))
+        event.listen(self.session, "after_flush", _note_flush)
+        event.listen(self.session, "do_orm_execute", _note_statement)
+        event.listen(self.session, "after_transaction_end", _forget_writes)
 
     def init_app(self, app: Flask) -> None:
         if self.engine is not None:
@@ -143,7 +184,26 @@ class Database:
         self.engine = make_engine(app.config["DATABASE_URL"])
         self.exclusive_transactions = self.engine.dialect.name == "sqlite"
         self.session.configure(bind=self.engine)
-        app.teardown_appcontext(self._remove_session)
+        app.teardown_appcontext(self.end_request)
 
-    def _remove_session(self, exception: BaseException | None) -> None:
+    def end_request(self, exception: BaseException | None) -> None:
+        """End the request's transaction and remove its session.
+
+        A transaction that only read (the session lookup and a page's queries, or the
+        reads after a view's commit) ends with COMMIT, which to the database is the same
+        as ROLLBACK. To psycopg it is not: at every ROLLBACK it discards the statements it
+        had prepared on the connection, since it cannot tell what the rollback undid. As
+        nearly every request ended that way, no statement was ever executed often enough
+        to be prepared, and PostgreSQL planned every one of them again (measured: 37 % of
+        its CPU in the work loop). A transaction that wrote, or a request that failed,
+        is rolled back as before: only the view or command decides to commit a change.
+        """
+        if self.session.registry.has():
+            session = self.session()
+            if exception is None and session.in_transaction() and not session.info.get(WROTE):
+                try:
+                    session.commit()
+                except sa.exc.SQLAlchemyError:
+                    # Nothing to lose (it only read); the connection is likely gone.
+                    logger.warning("ending a read-only transaction failed", exc_info=True)
         self.session.remove()

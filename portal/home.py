@@ -31,7 +31,7 @@ def index() -> str:
 def healthz() -> tuple[Response, int]:
     """Liveness: the process answers and the database responds."""
     try:
-        db.session.execute(sa.text("SELECT 1"))
+        db.session.execute(sa.select(sa.literal(1)))
     except sa.exc.SQLAlchemyError:
         return jsonify(status="unavailable"), 503
     return jsonify(status="ok"), 200

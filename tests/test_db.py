@@ -1,4 +1,5 @@
-"""Pooled PostgreSQL connections: checked before use only after idling (`portal.db`)."""
+"""The database layer (`portal.db`): how a request's transaction ends, and pooled
+PostgreSQL connections, checked before use only after idling."""
 
 from __future__ import annotations
 
@@ -11,6 +12,9 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from portal import db as portal_db
+from portal.audit.models import AuditEvent
+from portal.audit.services import Actor, record_event
+from portal.auth.models import User
 from portal.extensions import db
 
 
@@ -19,7 +23,7 @@ def postgres_app(app: Flask) -> Flask:
     with app.app_context():
         assert db.engine is not None
         if db.engine.dialect.name != "postgresql":
-            pytest.skip("SQLite connections are files, not sockets: nothing to ping")
+            pytest.skip("SQLite connections are files: no server, nothing to ping or prepare")
     return app
 
 
@@ -89,3 +93,81 @@ def test_connection_closed_right_after_use_fails_one_request_then_the_pool_is_re
     _close_pooled_connections(postgres_app)
     assert client.get("/healthz").status_code == 503
     assert client.get("/healthz").status_code == 200
+
+
+# --- how a request's transaction ends (`Database.end_request`) -----------------------------
+
+
+@pytest.fixture
+def endings(app: Flask) -> Iterator[list[str]]:
+    """How each transaction on the app's engine ended, in order: "commit" or "rollback"."""
+    assert db.engine is not None
+    engine, seen = db.engine, []
+
+    def committed(connection: sa.Connection) -> None:
+        seen.append("commit")
+
+    def rolled_back(connection: sa.Connection) -> None:
+        seen.append("rollback")
+
+    sa.event.listen(engine, "commit", committed)
+    sa.event.listen(engine, "rollback", rolled_back)
+    yield seen
+    sa.event.remove(engine, "commit", committed)
+    sa.event.remove(engine, "rollback", rolled_back)
+
+
+def _names(app: Flask) -> list[str]:
+    with app.app_context():
+        return list(db.session.scalars(sa.select(User.full_name).order_by(User.id)))
+
+
+def test_a_request_that_only_read_ends_with_commit(
+    client: FlaskClient, login_as, create_user, endings: list[str]
+) -> None:
+    login_as(client, create_user())
+    endings.clear()
+    assert client.get("/tasks").status_code == 200
+    assert endings and set(endings) == {"commit"}, endings
+
+
+def test_changes_nobody_committed_are_rolled_back(app: Flask, create_user, endings: list[str]) -> None:
+    person = create_user()
+    endings.clear()
+    with app.app_context():
+        db.session.execute(sa.update(User).values(full_name="Statement"))
+    with app.app_context():
+        db.session.get_one(User, person.id).full_name = "Flushed"
+        db.session.flush()
+    with app.app_context():
+        db.session.scalar(sa.select(User.id))
+        record_event(Actor(label="test"), "test.queued")
+    assert endings == ["rollback"] * 3
+    assert _names(app) == ["Test Person"]
+    with app.app_context():
+        assert (
+            db.session.scalar(
+                sa.select(sa.func.count()).select_from(AuditEvent).where(AuditEvent.action == "test.queued")
+            )
+            == 0
+        )
+
+
+def test_a_failed_request_is_rolled_back(app: Flask, endings: list[str]) -> None:
+    with pytest.raises(RuntimeError), app.app_context():
+        db.session.scalar(sa.select(User.id))
+        raise RuntimeError("the view failed")
+    assert endings == ["rollback"]
+
+
+def test_statements_stay_prepared_from_one_request_to_the_next(
+    postgres_app: Flask, client: FlaskClient
+) -> None:
+    """psycopg prepares a statement on its fifth use and forgets them all at a ROLLBACK."""
+    for _ in range(12):
+        assert client.get("/healthz").status_code == 200
+    with postgres_app.app_context():
+        prepared = db.session.scalars(
+            sa.select(sa.column("statement")).select_from(sa.table("pg_prepared_statements"))
+        )
+        assert any("SELECT" in statement for statement in prepared)

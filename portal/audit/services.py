@@ -31,7 +31,7 @@ from sqlalchemy.orm import Session
 from portal.audit import chain
 from portal.audit.models import AuditCheckpoint, AuditEvent, AuditHead, Outcome
 from portal.clock import utcnow
-from portal.db import UTCDateTime
+from portal.db import UTCDateTime, note_write
 from portal.extensions import db
 from portal.keys import portal_keys
 
@@ -153,6 +153,7 @@ def record_event(
         "details": _storable_details(details),
     }
     db.session.info.setdefault(PENDING, []).append(event)
+    note_write(db.session)
     return event
 
 
