@@ -139,7 +139,9 @@ def note_write(session: Session) -> None:
     """Mark the session's transaction as one that changes something.
 
     Such a transaction is only ever committed by the view or command that made it; the
-    end of the request rolls it back (see `Database.end_request`).
+    end of the request rolls it back (see `Database.end_request`). Flushes and statements
+    run through the session are noted by themselves; a write sent through
+    `db.session.connection()` would not be, so writes never go that way.
     """
     session.info[WROTE] = True
 
