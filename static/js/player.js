@@ -457,6 +457,17 @@ class Player {
     this.text("heard", `${share}% heard`);
   }
 
+  // The page is about to end the lease (submit, skip, report a problem): report what was
+  // heard while the lease is still live, then drop the audio, so that nothing is reported
+  // after it ends (the server would refuse that report and record a denied attempt).
+  async finish() {
+    try {
+      await this.report(true);
+    } finally {
+      this.destroy();
+    }
+  }
+
   // Drop the audio: the worklet's samples, the audio graph, the listeners.
   destroy() {
     if (this.node) {

@@ -6,6 +6,7 @@ import { startPlayer } from "./player.js";
 
 const DRAFT_DELAY_MS = 1500;
 const RENEW_EVERY_MS = 2 * 60 * 1000;
+const FINISH_WAIT_MS = 2000;
 
 const workspace = document.getElementById("workspace");
 const form = document.getElementById("submit-form");
@@ -127,6 +128,15 @@ function showListening(detail) {
   }
 }
 
+// Each of the page's forms ends the lease. The player's last report goes first, while the
+// lease is live; a report that does not answer within FINISH_WAIT_MS does not hold the post up.
+function postAfterFinalReport(target) {
+  const waited = new Promise((resolve) => setTimeout(resolve, FINISH_WAIT_MS));
+  // Through the prototype: the submit button's id, "submit", shadows the form's own method.
+  const post = () => HTMLFormElement.prototype.submit.call(target);
+  Promise.race([player.then((loaded) => loaded.finish()), waited]).finally(post);
+}
+
 function submitNow() {
   if (!submitButton.disabled) form.requestSubmit(submitButton);
 }
@@ -141,6 +151,8 @@ form.addEventListener("submit", (event) => {
   clearTimeout(draftTimer);
   submitButton.disabled = true;
   submitButton.textContent = "Submitting…";
+  event.preventDefault();
+  postAfterFinalReport(form);
 });
 
 // --- dialogs ---------------------------------------------------------------------------
@@ -154,9 +166,15 @@ for (const closer of document.querySelectorAll("[data-closes]")) {
 for (const dialog of document.querySelectorAll("dialog")) {
   // Esc closes the dialog; it must not also play or pause the clip behind it.
   dialog.addEventListener("keydown", (event) => event.stopPropagation());
-  dialog.addEventListener("submit", () => {
+  dialog.addEventListener("submit", (event) => {
+    if (submitting) {
+      event.preventDefault();
+      return;
+    }
     submitting = true;
     clearTimeout(draftTimer);
+    event.preventDefault();
+    postAfterFinalReport(event.target);
   });
 }
 
@@ -182,4 +200,4 @@ window.addEventListener("pagehide", () => {
 });
 setInterval(renew, RENEW_EVERY_MS);
 showListening(null);
-startPlayer(workspace);
+const player = startPlayer(workspace);

@@ -12,6 +12,7 @@ the feedback. TOTP codes come from the real clock (no `clock` fixture here).
 from __future__ import annotations
 
 import io
+import json
 import re
 
 import pytest
@@ -63,6 +64,33 @@ def playback_denials(live_server: LiveServer) -> list[str]:
             .order_by(AuditEvent.seq)
         )
         return [re.search(r'"reason":"([a-z_]+)"', text).group(1) for text in rows]
+
+
+def refusals(live_server: LiveServer) -> list[tuple[str, str]]:
+    """Every event that is not `allowed`, as (action, reason), in order."""
+    with live_server.app.app_context():
+        rows = db.session.execute(
+            sa.select(AuditEvent.action, AuditEvent.details)
+            .where(AuditEvent.outcome != "allowed")
+            .order_by(AuditEvent.seq)
+        )
+        return [(action, json.loads(details).get("reason", "")) for action, details in rows]
+
+
+def actions_of_lease(live_server: LiveServer, task_path: str) -> list[tuple[str, bool | None]]:
+    """The task's submission or skip and its progress reports, as (action, final), in order."""
+    task_id = int(task_path.rsplit("/", 1)[1])
+    with live_server.app.app_context():
+        rows = db.session.execute(
+            sa.select(AuditEvent.action, AuditEvent.target, AuditEvent.details)
+            .where(AuditEvent.action.in_(("playback.progress", "task.submitted", "task.skipped")))
+            .order_by(AuditEvent.seq)
+        )
+        return [
+            (action, json.loads(details).get("final"))
+            for action, target, details in rows
+            if target == f"task:{task_id}" or json.loads(details).get("task") == task_id
+        ]
 
 
 def seconds(text: str) -> float:
@@ -159,6 +187,10 @@ def test_claim_listen_submit_reject_and_reassign(
     page.locator("#submit").click()
     expect_path(page, "/tasks")
     expect(page.locator(".flash")).to_contain_text("Submitted")
+    # The player's last report went out before the submission ended the lease; none after it.
+    *_, (last_report, final), (ended, _) = actions_of_lease(live_server, task_path)
+    assert (last_report, final, ended) == ("playback.progress", True, "task.submitted")
+    assert refusals(live_server) == [("playback.denied", "opened_as_document")]
     sign_out(page)
 
     # The supervisor listens with their own grant and rejects with feedback.
@@ -183,4 +215,39 @@ def test_claim_listen_submit_reject_and_reassign(
     expect(page.locator(".feedback-notice")).to_contain_text(FEEDBACK)
     wait_for_player(page)
     assert playback_denials(live_server) == ["opened_as_document"]
+    assert refusals(live_server) == [("playback.denied", "opened_as_document")]
+    assert console.messages == []
+
+
+def test_skipping_sends_the_last_report_first_and_nothing_after(
+    page: Page, live_server: LiveServer, console: ConsoleWatch, create_user
+):
+    """Leaving through a form of the page must not leave a refused report in the audit log.
+
+    The player reports what was heard when the page goes away; sent after the skip had
+    ended the lease, that report was refused and recorded as a denied attempt, enough of
+    which flag an honest annotator (see the audit's anomaly rules).
+    """
+    annotator = create_user(Role.ANNOTATOR, ACME)
+    ingest(live_server)
+    sign_in(page, annotator)
+    page.goto("/tasks")
+    page.get_by_role("button", name="Start the next task").click()
+    expect(page).to_have_url(re.compile(r"/tasks/\d+$"))
+    task_path = page.url.split(live_server.url, 1)[1]
+    wait_for_player(page)
+    page.locator("#play").click()
+    expect(page.locator("#play")).to_have_attribute("aria-pressed", "true")
+    page.wait_for_timeout(600)
+
+    page.get_by_role("button", name="Skip…").click()
+    page.get_by_label("I cannot play or hear it properly").check()
+    page.get_by_role("button", name="Skip task").click()
+    expect_path(page, "/tasks")
+    expect(page.locator(".flash")).to_contain_text("Task skipped")
+    page.wait_for_timeout(500)  # room for a late report to arrive, were one still sent
+
+    *_, (last_report, final), (ended, _) = actions_of_lease(live_server, task_path)
+    assert (last_report, final, ended) == ("playback.progress", True, "task.skipped")
+    assert refusals(live_server) == []
     assert console.messages == []
