@@ -103,6 +103,16 @@ def wait_for_player(page: Page) -> None:
     expect(page.locator("#player-status")).to_contain_text("Ready")
 
 
+def claim_next_task(page: Page, live_server: LiveServer, person: Person) -> str:
+    """Sign `person` in, claim the next task and wait for its player; return the task's path."""
+    sign_in(page, person)
+    page.goto("/tasks")
+    page.get_by_role("button", name="Start the next task").click()
+    expect(page).to_have_url(re.compile(r"/tasks/\d+$"))
+    wait_for_player(page)
+    return page.url.split(live_server.url, 1)[1]
+
+
 def assert_no_media_in_dom(page: Page) -> None:
     found = page.evaluate(
         """() => ({
@@ -129,12 +139,7 @@ def test_claim_listen_submit_reject_and_reassign(
     )
 
     # The first annotator claims the task; the page loads the clip through a grant.
-    sign_in(page, first)
-    page.goto("/tasks")
-    page.get_by_role("button", name="Start the next task").click()
-    expect(page).to_have_url(re.compile(r"/tasks/\d+$"))
-    task_path = page.url.split(live_server.url, 1)[1]
-    wait_for_player(page)
+    task_path = claim_next_task(page, live_server, first)
     expect(page.locator("#submit")).to_be_disabled()
 
     # Nothing in the page names or holds the audio; the grant URL exists only on the wire.
@@ -230,12 +235,7 @@ def test_skipping_sends_the_last_report_first_and_nothing_after(
     """
     annotator = create_user(Role.ANNOTATOR, ACME)
     ingest(live_server)
-    sign_in(page, annotator)
-    page.goto("/tasks")
-    page.get_by_role("button", name="Start the next task").click()
-    expect(page).to_have_url(re.compile(r"/tasks/\d+$"))
-    task_path = page.url.split(live_server.url, 1)[1]
-    wait_for_player(page)
+    task_path = claim_next_task(page, live_server, annotator)
     page.locator("#play").click()
     expect(page.locator("#play")).to_have_attribute("aria-pressed", "true")
     page.wait_for_timeout(600)
