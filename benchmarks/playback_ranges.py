@@ -32,12 +32,10 @@ from pathlib import Path
 
 import numpy as np
 import soundfile
-import sqlalchemy as sa
-from alembic import command
-from alembic.config import Config as AlembicConfig
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from benchmarks.fresh_database import migrate, wipe_postgres
 from portal import create_app
 from portal.admin.services import create_user, create_vendor
 from portal.audit.services import Actor
@@ -46,7 +44,6 @@ from portal.auth.sessions import hash_token
 from portal.clips.models import Clip
 from portal.clips.services import ingest_clip, read_clip_audio
 from portal.clock import utcnow
-from portal.config import PROJECT_ROOT
 from portal.extensions import db
 from portal.tasks.services import claim_next_task
 
@@ -70,16 +67,8 @@ def prepare(url: str, wipe: bool) -> None:
     if url.startswith("postgresql"):
         if not wipe:
             sys.exit("PostgreSQL runs need --wipe (the public schema is dropped and recreated).")
-        engine = sa.create_engine(url)
-        with engine.begin() as connection:
-            connection.exec_driver_sql("DROP SCHEMA public CASCADE")
-            connection.exec_driver_sql("CREATE SCHEMA public")
-            connection.exec_driver_sql("DROP FUNCTION IF EXISTS portal_refuse_audit_change() CASCADE")
-        engine.dispose()
-    config = AlembicConfig(str(PROJECT_ROOT / "alembic.ini"))
-    config.attributes["url"] = url
-    config.attributes["configure_logging"] = False
-    command.upgrade(config, "head")
+        wipe_postgres(url)
+    migrate(url)
 
 
 def percentile(values: list[float], share: float) -> float:

@@ -83,7 +83,7 @@ def canonical_event_around(event: Mapping[str, Any]) -> tuple[str, str, str]:
     """
 
     def members(names: list[str]) -> str:
-        return ",".join(f"{canonical_json(name)}:{canonical_json(event[name])}" for name in names)
+        return canonical_json({name: event[name] for name in names})[1:-1]
 
     names = sorted(EVENT_FIELDS)  # the order in which canonical_json writes them
     at_time, at_seq = names.index("occurred_at"), names.index("seq")
