@@ -36,7 +36,7 @@ from portal.auth import services as auth_services
 from portal.auth.cookies import clear_session_cookie, issue_session_cookie
 from portal.auth.forms import CodeForm
 from portal.auth.models import Role, User, Vendor
-from portal.auth.views import CODE_FAILURE, GENERIC_FAILURE, limit_per_account, limit_per_ip
+from portal.auth.views import CODE_FAILURE, GENERIC_FAILURE, limit_attempts
 from portal.clock import utcnow
 from portal.extensions import db
 from portal.keys import portal_keys
@@ -136,8 +136,7 @@ def export() -> Response:
 
 @bp.route("/export/confirm", methods=["GET", "POST"])
 @role_required(Role.AUDITOR)
-@limit_per_ip
-@limit_per_account
+@limit_attempts
 def confirm_export() -> Response | tuple[str, int]:
     """The step-up: re-enter a current authenticator code, then the download starts."""
     fmt = _export_format()

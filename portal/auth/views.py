@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import timedelta
+from typing import Any, TypeVar
 
 import segno
 from flask import (
@@ -28,7 +30,7 @@ from portal.auth.forms import CodeForm, ConfirmForm, LoginForm
 from portal.auth.models import EndReason
 from portal.clock import utcnow
 from portal.exceptions import AccessDenied
-from portal.extensions import db, limiter
+from portal.extensions import RATE_LIMITED, db, limiter
 
 bp = Blueprint("auth", __name__)
 
@@ -60,8 +62,21 @@ def _per_account_limit() -> str:
     return current_app.config["SIGN_IN_RATE_LIMIT_PER_ACCOUNT"]
 
 
-limit_per_ip = limiter.limit(_per_ip_limit, methods=["POST"])
-limit_per_account = limiter.limit(_per_account_limit, methods=["POST"], key_func=_account_key)
+_limit_per_ip = limiter.limit(_per_ip_limit, methods=["POST"])
+_limit_per_account = limiter.limit(_per_account_limit, methods=["POST"], key_func=_account_key)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def limit_attempts(view: F) -> F:
+    """Rate-limit the view's POSTs (password or code attempts) per IP address and per account.
+
+    The mark tells the limiter's app-wide hook that this view has limits to check
+    (`portal.extensions.RATE_LIMITED`); views without it are skipped.
+    """
+    limited = _limit_per_ip(_limit_per_account(view))
+    setattr(limited, RATE_LIMITED, True)
+    return limited
 
 
 def _signed_out_response() -> Response:
@@ -79,8 +94,7 @@ def _next_url() -> str:
 
 @bp.route("/login", methods=["GET", "POST"])
 @public
-@limit_per_ip
-@limit_per_account
+@limit_attempts
 def login() -> str | Response | tuple[str, int]:
     """The password step. Always opens a new session; a previous one ends."""
     form = LoginForm()
@@ -110,8 +124,7 @@ def login() -> str | Response | tuple[str, int]:
 
 @bp.route("/2fa", methods=["GET", "POST"], endpoint="second_factor")
 @after_password
-@limit_per_ip
-@limit_per_account
+@limit_attempts
 def second_factor_step() -> str | Response | tuple[str, int]:
     """The second factor: a TOTP code or an unused recovery code."""
     if g.user_session.mfa_verified:
@@ -138,8 +151,7 @@ def second_factor_step() -> str | Response | tuple[str, int]:
 
 @bp.route("/2fa/setup", methods=["GET", "POST"])
 @after_password
-@limit_per_ip
-@limit_per_account
+@limit_attempts
 def setup_second_factor() -> str | Response | tuple[str, int]:
     """TOTP enrolment on first sign-in (or after an admin reset); shows recovery codes once."""
     if current_user.totp_enrolled:

@@ -210,3 +210,19 @@ def test_full_exports_from_the_web_verify_offline(app, signed_in, auditor, clock
     assert result.first_seq == 1 and result.last_seq == len(stored_events(app)) - 1
     records = [record for _, record in read_export(path)]
     assert records[-1]["type"] == "seal" and not records[-1].get("selection")
+
+
+@pytest.fixture
+def two_attempts_per_minute(app_env):
+    app_env.update(PORTAL_SIGN_IN_RATE_LIMIT_PER_ACCOUNT="2/minute", PORTAL_LOCKOUT_THRESHOLD="10")
+
+
+def test_step_up_codes_are_rate_limited_per_account(
+    two_attempts_per_minute, app, client, login_as, auditor, clock
+):
+    """The confirm page's code attempts are limited like sign-in attempts, per account."""
+    login_as(client, auditor)
+    for code in ("000001", "000002"):
+        assert post_form(client, "/audit/export/confirm?format=csv", {"code": code}).status_code == 401
+    assert confirm(client, auditor, clock).status_code == 429
+    assert [e["outcome"] for e in _events(app, "access.rate_limited")] == ["denied"]

@@ -11,6 +11,7 @@ from datetime import timedelta
 import pytest
 import redis
 from argon2 import PasswordHasher
+from flask_limiter.util import get_qualified_name
 
 from portal.admin.services import set_user_active
 from portal.auth import passwords
@@ -18,7 +19,7 @@ from portal.auth.models import Role, User
 from portal.auth.passwords import password_problems
 from portal.auth.views import GENERIC_FAILURE
 from portal.clock import utcnow
-from portal.extensions import db
+from portal.extensions import RATE_LIMITED, db, limiter
 from tests.auth.helpers import (
     AUTH_COOKIE,
     audit_events,
@@ -249,6 +250,22 @@ def test_code_attempts_rate_limited_per_account(three_per_account, app, client, 
     assert response.status_code == 429
     assert audit_events(app, "access.rate_limited")[0].actor_id == person.id
     assert all(not s.mfa_verified for s in user_sessions(app, person.id))
+
+
+def test_every_rate_limited_view_is_marked(app):
+    """The limiter looks only at marked views (`RATE_LIMITED`): a limit on an unmarked view would never apply."""
+    with app.test_request_context():
+        limited = {
+            endpoint
+            for endpoint, view in app.view_functions.items()
+            if limiter.limit_manager.decorated_limits(get_qualified_name(view))
+        }
+    marked = {endpoint for endpoint, view in app.view_functions.items() if getattr(view, RATE_LIMITED, False)}
+    assert (
+        limited
+        == marked
+        == {"auth.login", "auth.second_factor", "auth.setup_second_factor", "audit.confirm_export"}
+    )
 
 
 @pytest.mark.parametrize(
