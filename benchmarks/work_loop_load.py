@@ -16,13 +16,18 @@ the work page does:
     POST /tasks/<id>/progress    (a final report: the whole clip heard)
     POST /tasks/<id>/submit      (the transcript; 303 back to /tasks)
 
+By default an annotator starts its next cycle the moment the last one ended: the server
+runs saturated, and every latency is mostly queueing. `--rate R` offers R cycles per
+second instead, each annotator on a fixed schedule, to read the latencies at a given load
+(cycles that could not start on time are counted as late starts).
+
 Afterwards it checks in the database that no task ever had two overlapping live leases
 (double assignments), that every submission a client saw acknowledged exists exactly once
 (lost submissions), and that the outbox positions are 1..n without a gap. It reports
 cycles per second, claim latency (p50/p95/p99), per-step latencies, errors, and the CPU
 time per cycle of the gunicorn workers, of every PostgreSQL backend serving the database
 (read from /proc, including the connections the pools open during the run) and of the
-clients.
+clients, and how fast this machine runs plain Python that day (`reference_ms`).
 
     .venv/bin/python benchmarks/work_loop_load.py                       # SQLite in a temp dir
     .venv/bin/python benchmarks/work_loop_load.py --wipe \\
@@ -341,6 +346,9 @@ class Browser:
             self.cookies[name] = value
 
 
+# A paced cycle starting later than this after its scheduled time counts as a late start.
+LATE_START = 0.01
+
 # What ends one cycle as a counted error: a refusal, a network failure, an unexpected page.
 CYCLE_ERRORS = (Refused, OSError, http.client.HTTPException, KeyError, ValueError, AttributeError)
 
@@ -410,6 +418,7 @@ class Tally:
     acked: list[tuple[int, int]] = field(default_factory=list)
     bytes_fetched: int = 0
     ranges: int = 0
+    late_starts: int = 0
 
 
 def one_cycle(browser: Browser, csrf: str, range_bytes: int, tally: Tally, lock: threading.Lock) -> bool:
@@ -476,19 +485,26 @@ def one_cycle(browser: Browser, csrf: str, range_bytes: int, tally: Tally, lock:
 
 def client_process(
     port: int,
-    accounts: list[Account],
+    accounts: list[tuple[float, Account]],
     range_bytes: int,
+    pacing: float,
     ready: Any,
     go: Any,
     start_at: Any,
     seconds: float,
     out: Any,
 ) -> None:
-    """Sign this process's annotators in, wait for the common start, loop until the deadline."""
+    """Sign this process's annotators in, wait for the common start, loop until the deadline.
+
+    `accounts` are (offset, account). Without pacing each annotator starts its next cycle
+    as soon as the last one ended. With `pacing` > 0 it starts one every `pacing` seconds
+    from `offset` seconds after the common start, on a fixed schedule: a cycle that could
+    not start on time starts at once and counts as late, and the schedule does not move.
+    """
     sessions = []
-    for account in accounts:
+    for offset, account in accounts:
         browser = Browser("127.0.0.1", port)
-        sessions.append((browser, sign_in(browser, account)))
+        sessions.append((browser, sign_in(browser, account), offset))
     ready.release()
     go.wait()
     begin = start_at.value
@@ -498,8 +514,19 @@ def client_process(
     cpu_before = usage.ru_utime + usage.ru_stime
     tally, lock = Tally(), threading.Lock()
 
-    def annotator(browser: Browser, csrf: str) -> None:
+    def annotator(browser: Browser, csrf: str, offset: float) -> None:
+        scheduled = begin + offset
         while time.time() < deadline:
+            if pacing:
+                if scheduled >= deadline:
+                    break
+                wait = scheduled - time.time()
+                if wait > 0:
+                    time.sleep(wait)
+                elif wait < -LATE_START:
+                    with lock:
+                        tally.late_starts += 1
+                scheduled += pacing
             try:
                 done = one_cycle(browser, csrf, range_bytes, tally, lock)
             except CYCLE_ERRORS as error:
@@ -533,6 +560,7 @@ def client_process(
             "acked": tally.acked,
             "bytes": tally.bytes_fetched,
             "ranges": tally.ranges,
+            "late_starts": tally.late_starts,
         }
     )
 
@@ -595,6 +623,26 @@ def percentile(values: list[float], share: float) -> float:
     return ordered[min(len(ordered) - 1, round(share * (len(ordered) - 1)))]
 
 
+def _reference_work() -> int:
+    table = {f"key{n}": n * 7 % 13 for n in range(200_000)}
+    return sum(sorted(table.values())) + len(" ".join(sorted(table)[:50_000]))
+
+
+def reference_ms() -> float:
+    """CPU milliseconds that a fixed piece of plain Python takes here (best of five).
+
+    Three quarters of a cycle's CPU is Python (Flask, SQLAlchemy, psycopg's Python layer),
+    and machines of this kind ran the same code three times faster on one day than on
+    another. Each row carries this figure so that runs from different days compare.
+    """
+    best = float("inf")
+    for _ in range(5):
+        started = time.process_time()
+        _reference_work()
+        best = min(best, time.process_time() - started)
+    return best * 1000
+
+
 def load_average() -> str:
     return " ".join(f"{value:.1f}" for value in os.getloadavg())
 
@@ -612,8 +660,9 @@ def record(args: argparse.Namespace, backend: str, report: dict[str, Any]) -> No
             "acknowledged submits without exactly one stored submission.\n\n"
             "| when (UTC) | backend | annotators | gunicorn | seconds | cycles/s | claim p50 / p95 / p99 ms "
             "| cycle p50 / p95 ms | double assignments | lost submissions | errors "
-            "| CPU ms per cycle: gunicorn / PostgreSQL / clients | load avg before | command |\n"
-            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n"
+            "| CPU ms per cycle: gunicorn / PostgreSQL / clients | load avg before "
+            "| Python reference ms | command |\n"
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n"
         )
     elif not text.endswith("\n"):
         text += "\n"
@@ -627,7 +676,7 @@ def record(args: argparse.Namespace, backend: str, report: dict[str, Any]) -> No
         f"| {report['db']['double_assignments']} | {report['db']['lost_submissions']} | {report['errors']} "
         f"| {cpu['gunicorn']:.0f} / {'–' if cpu['postgresql'] is None else round(cpu['postgresql'])} "
         f"/ {cpu['clients']:.0f} "
-        f"| {report['load']} | `{report['command']}` |\n"
+        f"| {report['load']} | {report['reference_ms']:.0f} | `{report['command']}` |\n"
     )
     # The row goes right after the last row of this section's table (notes may follow it).
     section_start = text.index(HEADING)
@@ -652,6 +701,13 @@ def main() -> None:
     parser.add_argument("--client-processes", type=int, default=4)
     parser.add_argument("--clip-seconds", type=float, default=3.0)
     parser.add_argument("--range-bytes", type=int, default=64 * 1024, help="bytes per range request")
+    parser.add_argument(
+        "--rate",
+        type=float,
+        default=0,
+        help="cycles per second offered by all annotators together, on a fixed schedule "
+        "(default 0: each annotator starts its next cycle as soon as the last one ends)",
+    )
     parser.add_argument("--passes", type=int, default=10, help="tasks per clip")
     parser.add_argument("--tasks", type=int, default=0, help="tasks to create (default: 150/s × seconds)")
     parser.add_argument("--sample-rate", type=float, default=0.5, help="PORTAL_REVIEW_SAMPLE_RATE")
@@ -690,11 +746,13 @@ def main() -> None:
         context = multiprocessing.get_context("spawn")
         ready, go, out = context.Semaphore(0), context.Event(), context.Queue()
         start_at = context.Value("d", 0.0)
-        slices = [accounts[i :: args.client_processes] for i in range(args.client_processes)]
+        pacing = args.annotators / args.rate if args.rate else 0.0
+        scheduled = [(pacing * n / len(accounts), account) for n, account in enumerate(accounts)]
+        slices = [scheduled[i :: args.client_processes] for i in range(args.client_processes)]
         clients = [
             context.Process(
                 target=client_process,
-                args=(port, part, args.range_bytes, ready, go, start_at, args.seconds, out),
+                args=(port, part, args.range_bytes, pacing, ready, go, start_at, args.seconds, out),
             )
             for part in slices
             if part
@@ -705,6 +763,7 @@ def main() -> None:
             if not ready.acquire(timeout=180):
                 raise SystemExit("the annotators could not sign in within 180 s")
         load = load_average()
+        reference = reference_ms()
         workers = worker_pids(server.pid)
         cpu_before = cpu_times(workers), cpu_times(backend_pids(url))
         start_at.value = time.time() + 0.5
@@ -737,6 +796,8 @@ def main() -> None:
         "cycles": cycles,
         "cycles_after_deadline": sum(part["cycles_late"] for part in parts),
         "cycles_per_s": cycles / args.seconds,
+        "offered_cycles_per_s": args.rate or None,
+        "late_starts": sum(part["late_starts"] for part in parts),
         "empty_claims": sum(part["empty"] for part in parts),
         "claim_ms": (percentile(claim, 0.5), percentile(claim, 0.95), percentile(claim, 0.99)),
         "cycle_ms": (percentile(cycle, 0.5), percentile(cycle, 0.95)),
@@ -755,6 +816,7 @@ def main() -> None:
         "db": db_checks,
         "load": load,
         "load_at_end": load_during,
+        "reference_ms": round(reference, 1),
         "cpu_ms_per_cycle": {
             "gunicorn": round(server_cpu[0] * 1000 / max(cycles, 1), 1),
             "postgresql": (
