@@ -1,8 +1,8 @@
 """What happens to a submission: gold scoring, sampling for review, the supervisor's decision.
 
-`route_submission` runs in the submitting transaction (the queue's `submit_correction`
-calls it); `decide_submission` in the supervisor's. Both record their audit event in that
-transaction and flush; the view commits.
+`route_submission` and `record_routing` run in the submitting transaction (the queue's
+`submit_correction` calls them); `decide_submission` in the supervisor's. Both record
+their audit event in that transaction and flush; the view commits.
 """
 
 from __future__ import annotations
@@ -26,46 +26,52 @@ from portal.tasks.models import Submission, SubmissionStatus, Task, TaskLease, T
 from portal.tasks.quality import error_rates, normalise
 
 
-def is_sampled(submission_id: int, rate: float) -> bool:
-    """Whether a submission goes to a supervisor: deterministic per submission id.
+def is_sampled(lease_id: int, rate: float) -> bool:
+    """Whether a submission goes to a supervisor: deterministic per lease.
 
-    The id is hashed into [0, 1) and compared with `rate`, so 0 never samples, 1 always
-    does, and a test (or a replay) always gets the same answer for the same id.
+    The id of the lease it ends is hashed into [0, 1) and compared with `rate`, so 0 never
+    samples, 1 always does, and a test (or a replay) always gets the same answer for the
+    same lease. The lease, not the submission, so that the answer is known before the
+    submission is stored: it is then written once, with its final status.
     """
-    digest = hashlib.sha256(f"review-sample:{submission_id}".encode("ascii")).digest()
+    digest = hashlib.sha256(f"review-sample:{lease_id}".encode("ascii")).digest()
     return int.from_bytes(digest[:8], "big") / 2**64 < rate
 
 
-def route_submission(submission: Submission, task: Task, actor: Actor, now: datetime) -> SubmissionStatus:
-    """Decide where a fresh submission goes and set the task's status accordingly.
+def route_submission(submission: Submission, task: Task, now: datetime) -> None:
+    """Decide where a new submission goes, before it is stored; set its status and the task's.
 
     Gold task: scored silently against `task.gold_transcript` (status `scored`, never
     hand-reviewed, never in the outbox). Sampled (PORTAL_REVIEW_SAMPLE_RATE): pending
-    review, task `submitted`. Otherwise accepted as is and appended to the outbox.
+    review, task `submitted`. Otherwise accepted as is; `record_routing` then appends it
+    to the outbox.
     """
     if task.is_gold and task.gold_transcript is not None:
         rates = error_rates(task.gold_transcript, submission.transcript)
         submission.gold_wer, submission.gold_cer = rates.wer, rates.cer
         submission.status = SubmissionStatus.SCORED
         task.status = TaskStatus.SCORED
-        details = {"submission": submission.id, "gold_wer": rates.wer, "gold_cer": rates.cer}
-        action = "review.gold_scored"
-    elif is_sampled(submission.id, current_app.config["REVIEW_SAMPLE_RATE"]):
+    elif is_sampled(submission.lease_id, current_app.config["REVIEW_SAMPLE_RATE"]):
         submission.status = SubmissionStatus.PENDING_REVIEW
         task.status = TaskStatus.SUBMITTED
-        details = {"submission": submission.id}
-        action = "review.sampled"
     else:
         submission.status = SubmissionStatus.AUTO_ACCEPTED
         submission.reviewed_at = now
         task.status = TaskStatus.ACCEPTED
-        db.session.flush()
-        entry = append_correction(submission, now)
-        details = {"submission": submission.id, "outbox_position": entry.position}
+
+
+def record_routing(submission: Submission, task: Task, actor: Actor, now: datetime) -> None:
+    """Once a routed submission is stored: its outbox entry if it was accepted, and the audit event."""
+    details: dict[str, object] = {"submission": submission.id}
+    if submission.status is SubmissionStatus.SCORED:
+        action = "review.gold_scored"
+        details.update(gold_wer=submission.gold_wer, gold_cer=submission.gold_cer)
+    elif submission.status is SubmissionStatus.PENDING_REVIEW:
+        action = "review.sampled"
+    else:
         action = "review.auto_accepted"
-    db.session.flush()
+        details["outbox_position"] = append_correction(submission, now).position
     record_event(actor, action, target=f"task:{task.id}", details=details)
-    return submission.status
 
 
 # --- the supervisor's side ----------------------------------------------------------------

@@ -33,7 +33,7 @@ from portal.clips.models import Clip, ClipStatus
 from portal.clips.services import erase_clip
 from portal.exceptions import AccessDenied, PortalError
 from portal.extensions import db
-from portal.review.services import route_submission
+from portal.review.services import record_routing, route_submission
 from portal.tasks.models import (
     ClipVendor,
     LeaseEnd,
@@ -478,7 +478,7 @@ def submit_correction(
     actor: Actor,
     now: datetime,
 ) -> SubmitResult:
-    """Store the holder's correction once per lease, then route it (review, gold, outbox).
+    """Store the holder's correction once per lease, routed (review, gold, outbox) as it is stored.
 
     Idempotent by lease: the task row (and its current lease's) is locked first, then an
     existing submission of this lease by this user is looked for; if there is one it is
@@ -531,12 +531,11 @@ def submit_correction(
         time_on_task_ms=max(0, round((now - lease.leased_at).total_seconds() * 1000)),
         heard_share=listening.heard_share,
         fully_heard=True,
-        status=SubmissionStatus.PENDING_REVIEW,
         created_at=now,
     )
+    route_submission(submission, task, now)
     db.session.add(submission)
     _end_lease(lease, LeaseEnd.SUBMITTED, now)
-    task.status = TaskStatus.SUBMITTED
     task.lease_expires_at = None
     db.session.flush()
     record_event(
@@ -553,7 +552,7 @@ def submit_correction(
             "heard_share": round(listening.heard_share, 4),
         },
     )
-    route_submission(submission, task, actor, now)
+    record_routing(submission, task, actor, now)
     return SubmitResult(submission, replayed=False)
 
 

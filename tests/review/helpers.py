@@ -2,8 +2,8 @@
 queue stores them, and a way to run calls at the same moment.
 
 Submissions are written the way the queue's `submit_correction` writes them (one lease,
-one submission, then `route_submission`), so these tests do not depend on the player
-having reported a full listen.
+one submission routed by `route_submission`, then `record_routing`), so these tests do not
+depend on the player having reported a full listen.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from portal.clips.services import ingest_clip
 from portal.clock import utcnow
 from portal.extensions import db
 from portal.outbox.models import OutboxEntry
-from portal.review.services import route_submission
+from portal.review.services import record_routing, route_submission
 from portal.tasks.models import Submission, Task, TaskLease, TaskStatus
 from portal.tasks.quality import error_rates
 from tests.clips.helpers import metadata, wav
@@ -152,14 +152,14 @@ def submit_on_lease(lease_id: int, transcript: str) -> int:
         time_on_task_ms=int((now - lease.leased_at).total_seconds() * 1000),
         heard_share=1.0,
         fully_heard=True,
-        status="pending_review",
         created_at=now,
     )
+    route_submission(submission, task, now)
     db.session.add(submission)
-    db.session.flush()
     task.current_lease_id = None
     task.lease_expires_at = None
-    route_submission(submission, task, TEST_ACTOR, now)
+    db.session.flush()
+    record_routing(submission, task, TEST_ACTOR, now)
     db.session.commit()
     return submission.id
 
