@@ -32,7 +32,7 @@ demo: migrate
 
 run: demo
 	@echo "Portal on http://$(HOST):$(PORT)/  (Ctrl-C stops it)"
-	$(VENV)/bin/gunicorn --workers $(WORKERS) --bind $(HOST):$(PORT) --access-logfile - app:app
+	$(VENV)/bin/gunicorn --workers $(WORKERS) --worker-class gthread --threads 4 --bind $(HOST):$(PORT) --access-logfile - app:app
 
 lint: install-dev
 	$(VENV)/bin/ruff check .
