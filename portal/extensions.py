@@ -24,9 +24,10 @@ def _declares_no_rate_limit() -> bool:
     """Spare every view without a declared limit the limiter's per-request work.
 
     Flask-Limiter's app-wide hook resolves the applicable limits for every request, though
-    only the password and code attempts have any: 0.3–0.4 ms of CPU per request on the work loop's
-    machine, about 2 % of a work-loop request. A view is looked at only if it is marked
-    `RATE_LIMITED`; `tests/auth/test_passwords.py` checks that every limited view is.
+    only password and code attempts have any: 7 % of the instructions of a `/healthz`
+    request, 2 % of a work-loop cycle's (benchmarks/RESULTS.md). A view is looked at only
+    if it is marked `RATE_LIMITED`; `tests/auth/test_passwords.py` checks that every
+    limited view is.
     """
     view = current_app.view_functions.get(request.endpoint or "")
     return not getattr(view, RATE_LIMITED, False)
