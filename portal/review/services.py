@@ -10,6 +10,7 @@ from __future__ import annotations
 import difflib
 import enum
 import hashlib
+import hmac
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -21,20 +22,25 @@ from portal.auth.models import User, Vendor
 from portal.clips.models import Clip, ClipStatus
 from portal.exceptions import AccessDenied, PortalError
 from portal.extensions import db
+from portal.keys import portal_keys
 from portal.outbox.services import append_correction, withdraw_clip_corrections
 from portal.tasks.models import Submission, SubmissionStatus, Task, TaskLease, TaskStatus
 from portal.tasks.quality import error_rates, normalise
 
 
-def is_sampled(lease_id: int, rate: float) -> bool:
-    """Whether a submission goes to a supervisor: deterministic per lease.
+def is_sampled(lease_id: int, rate: float, key: bytes) -> bool:
+    """Whether a submission goes to a supervisor: deterministic per lease, secret to the annotator.
 
-    The id of the lease it ends is hashed into [0, 1) and compared with `rate`, so 0 never
+    An HMAC of the id of the lease it ends, under the portal's pseudonym key (domain
+    `review-sample`), is read as a number in [0, 1) and compared with `rate`, so 0 never
     samples, 1 always does, and a test (or a replay) always gets the same answer for the
     same lease. The lease, not the submission, so that the answer is known before the
-    submission is stored: it is then written once, with its final status.
+    submission is stored: it is then written once, with its final status. Keyed, because
+    the annotator sees the lease id on the work page: an unkeyed hash would let them tell
+    in advance which work a supervisor will read and which goes straight to the outbox.
     """
-    digest = hashlib.sha256(f"review-sample:{lease_id}".encode("ascii")).digest()
+    message = b"review-sample\x00" + str(lease_id).encode("ascii")
+    digest = hmac.new(key, message, hashlib.sha256).digest()
     return int.from_bytes(digest[:8], "big") / 2**64 < rate
 
 
@@ -46,12 +52,13 @@ def route_submission(submission: Submission, task: Task, now: datetime) -> None:
     review, task `submitted`. Otherwise accepted as is; `record_routing` then appends it
     to the outbox.
     """
+    rate = current_app.config["REVIEW_SAMPLE_RATE"]
     if task.is_gold and task.gold_transcript is not None:
         rates = error_rates(task.gold_transcript, submission.transcript)
         submission.gold_wer, submission.gold_cer = rates.wer, rates.cer
         submission.status = SubmissionStatus.SCORED
         task.status = TaskStatus.SCORED
-    elif is_sampled(submission.lease_id, current_app.config["REVIEW_SAMPLE_RATE"]):
+    elif is_sampled(submission.lease_id, rate, portal_keys().pseudonym_key):
         submission.status = SubmissionStatus.PENDING_REVIEW
         task.status = TaskStatus.SUBMITTED
     else:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import pytest
 import sqlalchemy as sa
 
@@ -17,15 +19,31 @@ from portal.tasks.models import Submission, SubmissionStatus, Task, TaskStatus
 from tests.clips.helpers import audit_rows
 from tests.review.helpers import ACME, outbox_positions, row
 
+KEY = bytes(range(32))
+
 
 def test_sampling_is_deterministic_and_follows_the_rate():
-    assert not any(is_sampled(i, 0.0) for i in range(1, 2000))
-    assert all(is_sampled(i, 1.0) for i in range(1, 2000))
-    picks = [is_sampled(i, 0.3) for i in range(1, 5001)]
-    assert picks == [is_sampled(i, 0.3) for i in range(1, 5001)]
+    assert not any(is_sampled(i, 0.0, KEY) for i in range(1, 2000))
+    assert all(is_sampled(i, 1.0, KEY) for i in range(1, 2000))
+    picks = [is_sampled(i, 0.3, KEY) for i in range(1, 5001)]
+    assert picks == [is_sampled(i, 0.3, KEY) for i in range(1, 5001)]
     assert 0.27 < sum(picks) / len(picks) < 0.33
     # A higher rate samples a superset: raising the rate never un-samples a submission.
-    assert all(is_sampled(i, 0.6) for i in range(1, 5001) if is_sampled(i, 0.3))
+    assert all(is_sampled(i, 0.6, KEY) for i in range(1, 5001) if is_sampled(i, 0.3, KEY))
+
+
+def test_an_annotator_cannot_tell_from_the_lease_id_which_work_is_reviewed():
+    """The lease id is on the work page; without the portal's key it predicts nothing."""
+    leases = range(1, 5001)
+    picks = [is_sampled(i, 0.5, KEY) for i in leases]
+    other_key = [is_sampled(i, 0.5, bytes(32)) for i in leases]
+    unkeyed = [
+        int.from_bytes(hashlib.sha256(f"review-sample:{i}".encode()).digest()[:8], "big") / 2**64 < 0.5
+        for i in leases
+    ]
+    for guess in (other_key, unkeyed):
+        agreement = sum(a == b for a, b in zip(picks, guess, strict=True)) / len(picks)
+        assert 0.46 < agreement < 0.54  # a coin toss
 
 
 @pytest.mark.parametrize("raw", ["1.5", "-0.1", "half", "nan"])
