@@ -27,6 +27,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from portal.clips.models import Clip, ClipStatus
+from portal.db import UTCDateTime
 from portal.extensions import db
 from portal.keys import portal_keys
 from portal.outbox.models import OutboxEntry, OutboxHead
@@ -37,6 +38,28 @@ MOVE_HEAD = (
     sa.update(OutboxHead.__table__)
     .where(OutboxHead.__table__.c.id == 1)
     .values(position=sa.bindparam("new_position"))
+)
+INSERT_ENTRY = sa.insert(OutboxEntry.__table__)
+# On PostgreSQL one statement moves (and so locks) the head and stores the entry at the
+# head's new position: one round trip instead of three, on every accepted submission.
+APPEND_POSTGRESQL = (
+    sa.text(
+        """
+    WITH head AS (
+        UPDATE outbox_head SET position = outbox_head.position + 1 WHERE outbox_head.id = 1
+        RETURNING outbox_head.position
+    )
+    INSERT INTO outbox_entries (position, submission_id, clip_id, clip_public_id, locale, transcript,
+                                machine_transcript, wer, cer, passes, annotator, time_on_task_ms,
+                                accepted_at)
+    SELECT position, :submission_id, :clip_id, :clip_public_id, :locale, :transcript,
+           :machine_transcript, :wer, :cer, :passes, :annotator, :time_on_task_ms, :accepted_at
+    FROM head
+    RETURNING position
+    """
+    )
+    .bindparams(sa.bindparam("accepted_at", type_=UTCDateTime))
+    .columns(position=sa.BigInteger)
 )
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
@@ -52,33 +75,35 @@ def annotator_pseudonym(user_id: int) -> str:
     return hmac.new(portal_keys().pseudonym_key, message, hashlib.sha256).hexdigest()
 
 
-def append_correction(submission: Submission, now: datetime) -> OutboxEntry:
-    """Add an accepted submission to the outbox in the current transaction (flushes).
+def append_correction(submission: Submission, now: datetime) -> int:
+    """Add an accepted submission to the outbox in the current transaction; return its position.
 
-    The caller's pending changes are flushed first (the locking select is an ORM
-    statement). The head stays locked until the caller commits (see the lock order above).
+    The caller's pending changes are flushed first, so that the submission row exists. The
+    head stays locked until the caller commits (see the lock order above).
     """
     clip = db.session.get_one(Clip, submission.clip_id)
-    position = db.session.execute(LOCK_HEAD).scalar_one() + 1
-    entry = OutboxEntry(
-        position=position,
-        submission_id=submission.id,
-        clip_id=clip.id,
-        clip_public_id=clip.public_id,
-        locale=clip.locale,
-        transcript=submission.transcript,
-        machine_transcript=clip.transcript,
-        wer=submission.wer,
-        cer=submission.cer,
-        passes=clip.passes,
-        annotator=annotator_pseudonym(submission.user_id),
-        time_on_task_ms=submission.time_on_task_ms,
-        accepted_at=now,
-    )
-    db.session.add(entry)
+    entry = {
+        "submission_id": submission.id,
+        "clip_id": clip.id,
+        "clip_public_id": clip.public_id,
+        "locale": clip.locale,
+        "transcript": submission.transcript,
+        "machine_transcript": clip.transcript,
+        "wer": submission.wer,
+        "cer": submission.cer,
+        "passes": clip.passes,
+        "annotator": annotator_pseudonym(submission.user_id),
+        "time_on_task_ms": submission.time_on_task_ms,
+        "accepted_at": now,
+    }
     db.session.flush()
+    if db.session.get_bind().dialect.name == "postgresql":
+        return db.session.execute(APPEND_POSTGRESQL, entry).scalar_one()
+    # On SQLite the write lock is already held since BEGIN IMMEDIATE: no round trips.
+    position = db.session.execute(LOCK_HEAD).scalar_one() + 1
+    db.session.execute(INSERT_ENTRY, {**entry, "position": position})
     db.session.execute(MOVE_HEAD, {"new_position": position})
-    return entry
+    return position
 
 
 def withdraw_clip_corrections(clip: Clip, now: datetime) -> int:

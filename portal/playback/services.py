@@ -15,8 +15,9 @@ Audio is decrypted for each request and never cached: a clip's plaintext lives o
 the few milliseconds it takes to slice a range out of it (see docs/playback.md for the
 measured cost).
 
-Locks, in the order the rest of the work loop takes them: the grant row, then the task
-and the lease (or the submission), then the audit head (taken by `record_event`).
+Locks, in the order the rest of the work loop takes them: the task and the lease (or the
+submission), then the grant row (its byte count), then the audit head (taken by
+`record_event`).
 """
 
 from __future__ import annotations
@@ -291,16 +292,16 @@ def byte_range(header: str | None, size: int) -> tuple[int, int] | None:
     return first, min(last, size - 1)
 
 
-# The media endpoint runs these for every range; they are built once. The clip is read
-# after the grant's lock is held, in a statement of its own, so that a request that
-# waited for that lock sees the clip as it is then (a join would return it as it was when
-# the wait began). The task and the lease are locked in one statement, in that order
-# (PostgreSQL locks a join's rows in FROM order).
+# The media endpoint runs these for every range; they are built once. The grant and its
+# clip are read in one statement without a lock: nothing waits there, so the clip is as
+# fresh as a statement of its own would read it, and a grant never changes but for its
+# byte count, which `SPEND_GRANT_BYTES` checks and moves in one locked step. The task
+# and the lease are locked in one statement, in that order (PostgreSQL locks a join's
+# rows in FROM order).
 FIND_GRANT = (
-    sa.select(PlaybackGrant)
+    sa.select(PlaybackGrant, Clip)
+    .join(Clip, Clip.id == PlaybackGrant.clip_id)
     .where(PlaybackGrant.token_hash == sa.bindparam("token_hash"))
-    .with_for_update()
-    .execution_options(populate_existing=True)
 )
 LOCK_TASK_AND_LEASE = (
     sa.select(Task, TaskLease)
@@ -310,13 +311,18 @@ LOCK_TASK_AND_LEASE = (
     .execution_options(populate_existing=True)
 )
 
-# Both rows are locked already; plain UPDATEs cost a fraction of an ORM flush. (The ORM
-# objects keep their old values: nothing reads them again in the request.)
-RECORD_GRANT_BYTES = (
-    sa.update(PlaybackGrant.__table__)
-    .where(PlaybackGrant.__table__.c.id == sa.bindparam("grant_id"))
-    .values(bytes_served=sa.bindparam("bytes_served"))
+_grants = PlaybackGrant.__table__
+# Adds `length` to the grant's bytes unless that passes `budget`: no row updated means the
+# grant is used up. Concurrent ranges of one grant queue on the row's lock, and each
+# re-checks the budget against the count the one before it left.
+SPEND_GRANT_BYTES = (
+    sa.update(_grants)
+    .where(_grants.c.id == sa.bindparam("grant_id"))
+    .where(_grants.c.bytes_served + sa.bindparam("length") <= sa.bindparam("budget"))
+    .values(bytes_served=_grants.c.bytes_served + sa.bindparam("length"))
 )
+# The lease is locked already; a plain UPDATE costs a fraction of an ORM flush. (The ORM
+# object keeps its old value: nothing reads it again in the request.)
 RECORD_LEASE_RANGES = (
     sa.update(TaskLease.__table__)
     .where(TaskLease.__table__.c.id == sa.bindparam("lease_id"))
@@ -324,8 +330,9 @@ RECORD_LEASE_RANGES = (
 )
 
 
-def _find_grant(token: str) -> PlaybackGrant | None:
-    return db.session.scalar(FIND_GRANT, {"token_hash": hash_token(token)})
+def _find_grant(token: str) -> tuple[PlaybackGrant, Clip] | None:
+    row = db.session.execute(FIND_GRANT, {"token_hash": hash_token(token)}).one_or_none()
+    return None if row is None else (row[0], row[1])
 
 
 def _check_requester(grant: PlaybackGrant, request: MediaRequest, target: str, ids: dict[str, Any]) -> None:
@@ -391,10 +398,10 @@ def serve_media(token: str, request: MediaRequest, actor: Actor, now: datetime) 
     served range is added to the lease's `served_ranges` and the grant's `bytes_served`
     and audited as `playback.range`.
     """
-    grant = _find_grant(token)
-    if grant is None:
+    found = _find_grant(token)
+    if found is None:
         raise PlaybackDenied("unknown_token", None, {"token_ref": hash_token(token)[:16]})
-    clip = db.session.get_one(Clip, grant.clip_id)
+    grant, clip = found
     ids = {
         "grant": grant.id,
         "grant_user": grant.user_id,
@@ -410,11 +417,11 @@ def serve_media(token: str, request: MediaRequest, actor: Actor, now: datetime) 
     wanted = byte_range(request.range_header, size)
     first, last = wanted if wanted is not None else (0, size - 1)
     length = last - first + 1
-    if grant.bytes_served + length > GRANT_BYTES_FACTOR * size:
-        raise PlaybackDenied("grant_used_up", target, {**ids, "bytes_served": grant.bytes_served})
-    db.session.execute(
-        RECORD_GRANT_BYTES, {"grant_id": grant.id, "bytes_served": grant.bytes_served + length}
+    spent = db.session.execute(
+        SPEND_GRANT_BYTES, {"grant_id": grant.id, "length": length, "budget": GRANT_BYTES_FACTOR * size}
     )
+    if spent.rowcount != 1:
+        raise PlaybackDenied("grant_used_up", target, {**ids, "bytes_served": grant.bytes_served})
     if lease is not None:
         db.session.execute(
             RECORD_LEASE_RANGES,

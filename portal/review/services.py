@@ -77,7 +77,7 @@ def record_routing(submission: Submission, task: Task, actor: Actor, now: dateti
         action = "review.sampled"
     else:
         action = "review.auto_accepted"
-        details["outbox_position"] = append_correction(submission, now).position
+        details["outbox_position"] = append_correction(submission, now)
     record_event(actor, action, target=f"task:{task.id}", details=details)
 
 
@@ -292,13 +292,14 @@ def decide_submission(
         submission.status = SubmissionStatus.ACCEPTED
         task.status = TaskStatus.ACCEPTED
         db.session.flush()
-        details["outbox_position"] = append_correction(submission, now).position
+        details["outbox_position"] = append_correction(submission, now)
         action = "review.accepted"
     else:
         submission.status = SubmissionStatus.REJECTED
         task.status = TaskStatus.QUEUED
         task.current_lease_id = None
         task.lease_expires_at = None
+        task.rejections += 1
         details["feedback_chars"] = len(feedback)
         action = "review.rejected"
     db.session.flush()

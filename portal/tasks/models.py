@@ -54,6 +54,9 @@ class Task(Base):
     gold_transcript: Mapped[str | None] = mapped_column(sa.Text)
     lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     current_lease_id: Mapped[int | None] = mapped_column(sa.Integer)
+    # How often review sent this task back: the work page looks up the reviewers' feedback
+    # only for a task that has some.
+    rejections: Mapped[int] = mapped_column(default=0, server_default="0")
 
 
 class ClipVendor(Base):

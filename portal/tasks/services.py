@@ -495,11 +495,14 @@ def submit_correction(
     task, current = _locked_task_and_lease(task_id)
     if task is None:
         raise AccessDenied("no such task", target=f"task:{task_id}")
-    existing = db.session.scalar(
-        SUBMISSION_OF_LEASE, {"lease_id": lease_id, "user_id": user.id, "task_id": task_id}
-    )
-    if existing is not None:
-        return SubmitResult(existing, replayed=True)
+    # A submission ends its lease in the same transaction, so while the named lease is the
+    # task's current one and still open there is no submission of it to find.
+    if current is None or current.id != lease_id or current.ended_at is not None:
+        existing = db.session.scalar(
+            SUBMISSION_OF_LEASE, {"lease_id": lease_id, "user_id": user.id, "task_id": task_id}
+        )
+        if existing is not None:
+            return SubmitResult(existing, replayed=True)
     lease = _holder_lease(task, current, user, user_session, now)
     if lease.id != lease_id:
         raise AccessDenied(
@@ -794,7 +797,7 @@ def work_view(holding: Holding) -> WorkView:
     from portal.playback.services import listening_state
 
     task, lease, clip = holding.task, holding.lease, holding.clip
-    feedback = db.session.scalars(EARLIER_FEEDBACK, {"task_id": task.id}).all()
+    feedback = db.session.scalars(EARLIER_FEEDBACK, {"task_id": task.id}).all() if task.rejections else []
     return WorkView(
         task=task,
         lease=lease,

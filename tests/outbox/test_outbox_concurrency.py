@@ -67,10 +67,10 @@ def test_many_writers_and_a_polling_reader(app, work, create_user, make_api_key,
             if finished and not body["items"]:
                 return
 
-    def lingering_append(submission: Submission, now: datetime) -> OutboxEntry:
-        entry = append_correction(submission, now)
+    def lingering_append(submission: Submission, now: datetime) -> int:
+        position = append_correction(submission, now)
         time.sleep(random.uniform(0, 0.02))
-        return entry
+        return position
 
     monkeypatch.setattr(review, "append_correction", lingering_append)
 
@@ -128,11 +128,11 @@ def test_an_open_outbox_append_leaves_the_audit_chain_to_others(app, work, creat
     lease_id = work.lease(work.clip().task_ids[0], annotator)
     appended, finish = threading.Event(), threading.Event()
 
-    def waiting_append(submission: Submission, now: datetime) -> OutboxEntry:
-        entry = append_correction(submission, now)
+    def waiting_append(submission: Submission, now: datetime) -> int:
+        position = append_correction(submission, now)
         appended.set()
         assert finish.wait(30)
-        return entry
+        return position
 
     monkeypatch.setattr(review, "append_correction", waiting_append)
 

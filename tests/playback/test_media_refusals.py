@@ -7,14 +7,17 @@ refusal meaningful, then makes the one change that must get it refused, and chec
 
 from __future__ import annotations
 
+import sqlalchemy as sa
+
 from portal.auth.models import Role, User
 from portal.clips.models import Clip
 from portal.clips.services import erase_subject, quarantine_clip
 from portal.clock import utcnow
 from portal.extensions import db
+from portal.playback.models import PlaybackGrant
 from portal.tasks.models import ProblemKind
 from portal.tasks.services import SkipReason, report_problem, skip_task, submit_correction
-from tests.auth.helpers import audit_events, dump_database
+from tests.auth.helpers import AUTH_COOKIE, audit_events, dump_database, run_concurrently
 from tests.clips.helpers import clip_row
 from tests.conftest import TEST_ACTOR
 from tests.playback.conftest import denials, fetch, listen_fully, live_session, post_json
@@ -239,6 +242,26 @@ def test_a_grant_serves_one_playback_not_a_download_loop(app, holding):
 
     event = assert_refused(app, fetch(holding.client, url, "bytes=0-0"), "grant_used_up", holding.person.id)
     assert event["bytes_served"] == 2 * size
+
+
+def test_parallel_fetches_cannot_stretch_a_grant_past_one_playback(app, holding):
+    """Eight whole-file requests at once on one grant: the budget holds without a grant lock."""
+    url = holding.grant()
+    size = len(holding.plain_audio())
+    session_cookie = holding.client.get_cookie(AUTH_COOKIE).value
+
+    def whole_file():
+        client = app.test_client()
+        client.set_cookie(AUTH_COOKIE, session_cookie)
+        return fetch(client, url, "bytes=0-")
+
+    responses = run_concurrently(*[whole_file] * 8)
+
+    assert sorted(response.status_code for response in responses) == [206, 206] + [403] * 6
+    assert [event["reason"] for event in denials(app)] == ["grant_used_up"] * 6
+    assert len(audit_events(app, "playback.range")) == 2
+    with app.app_context():
+        assert db.session.scalars(sa.select(PlaybackGrant.bytes_served)).all() == [2 * size]
 
 
 def test_tokens_never_reach_the_audit_log(app, holding, create_user, login_as):

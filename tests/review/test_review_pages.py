@@ -6,10 +6,13 @@ import re
 
 import pytest
 import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config as AlembicConfig
 
 from portal.auth.models import Role, User
 from portal.clips.services import erase_subject
 from portal.clock import utcnow
+from portal.config import PROJECT_ROOT
 from portal.extensions import db
 from portal.outbox.models import OutboxEntry
 from portal.review.services import Decision, decide_submission, word_diff
@@ -158,6 +161,7 @@ def test_reject_needs_feedback_and_sends_the_task_back(app, client, login_as, te
     assert submission.feedback == "You dropped 'back' and 'tomorrow'."
     task = row(app, Task, submission.task_id)
     assert task.status is TaskStatus.QUEUED and task.current_lease_id is None
+    assert task.rejections == 1
     assert outbox_positions(app) == []
     (event,) = audit_events(app, "review.rejected")
     assert details(event)["feedback_chars"] == len(submission.feedback)
@@ -251,3 +255,28 @@ def test_word_diff_counts_what_wer_counts():
         ("equal", "c"),
     ]
     assert word_diff("", "") == []
+
+
+def test_migration_0009_counts_the_rejections_already_made(app, team, database_url):
+    """Down to 0008 and up again: the new column is filled from the rejected submissions."""
+    with app.app_context():
+        decide_submission(
+            db.session.get_one(User, team["acme_supervisor"].id),
+            team["acme_submission"],
+            Decision.REJECT,
+            "Listen again.",
+            TEST_ACTOR,
+            utcnow(),
+        )
+        db.session.commit()
+        db.session.remove()
+        db.engine.dispose()
+    config = AlembicConfig(str(PROJECT_ROOT / "alembic.ini"))
+    config.attributes["url"] = database_url
+    config.attributes["configure_logging"] = False
+    command.downgrade(config, "0008")
+    command.upgrade(config, "head")
+
+    rejected = row(app, Submission, team["acme_submission"]).task_id
+    kept = row(app, Submission, team["globex_submission"]).task_id
+    assert (row(app, Task, rejected).rejections, row(app, Task, kept).rejections) == (1, 0)
