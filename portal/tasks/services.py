@@ -480,10 +480,10 @@ def submit_correction(
 ) -> SubmitResult:
     """Store the holder's correction once per lease, routed (review, gold, outbox) as it is stored.
 
-    Idempotent by lease: the task row (and its current lease's) is locked first, then an
-    existing submission of this lease by this user is looked for; if there is one it is
-    returned unchanged, whether the first request committed a moment ago (double click)
-    or long ago (retry).
+    Idempotent by lease: the task row (and its current lease's) is locked first; unless
+    the named lease is still open, an existing submission of it by this user is looked
+    for, and if there is one it is returned unchanged, whether the first request
+    committed a moment ago (double click) or long ago (retry).
     Refused (403) for anyone but the live holder in this session, and (409) unless the
     playback record says the whole clip was heard. Stores WER and CER of the machine
     transcript against the correction, and time on task (lease start → now).
