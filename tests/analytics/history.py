@@ -338,6 +338,7 @@ class _Counter:
                 "created_at": created,
                 "is_gold": gold,
                 "gold_transcript": MACHINE if gold else None,
+                "rejections": 0,
                 **extra,
             },
         )
@@ -396,6 +397,7 @@ class _Counter:
         wer = 0.0 if unedited else round(rng.uniform(0.04, 0.45), 4)
         recent = submitted > end - timedelta(hours=20)
         reviewed_at: datetime | None = None
+        rejected = False
         if gold:
             status, task_status = "scored", "scored"
         elif rng.random() < 0.25:
@@ -408,7 +410,7 @@ class _Counter:
         else:
             status, task_status = "auto_accepted", "accepted"
             reviewed_at = submitted
-        task_id = self._task(clip_id, created, task_status, gold=gold)
+        task_id = self._task(clip_id, created, task_status, gold=gold, rejections=int(rejected))
         lease_id = self._lease(
             person,
             task_id,
