@@ -255,12 +255,8 @@ def _requeue(task: Task) -> None:
 # The holder's check runs on almost every request of the work loop, so its statements are
 # built once. Reading, the task comes with its current lease and its clip in one round
 # trip. Locking, PostgreSQL takes the task row and then the lease row (a join's rows are
-# locked in FROM order), the order every holder action and the claim use. The clip comes
-# along unlocked, so that the holder actions that need it (progress, submit) find it in
-# the session instead of asking again. If the statement waited for the task's lock, the
-# clip is as it was before the wait, but every change that takes a clip out of service
-# (report, quarantine, erasure, expiry) also ends or cancels the work on its tasks, so
-# the task and lease, which are read again once locked, refuse the holder anyway.
+# locked in FROM order), the order every holder action and the claim use; the clip is
+# then read on its own, after the locks, as it was before they were taken.
 HELD_TASK = (
     sa.select(Task, TaskLease, Clip)
     .join(Clip, Clip.id == Task.clip_id)
@@ -268,11 +264,10 @@ HELD_TASK = (
     .where(Task.id == sa.bindparam("task_id"))
 )
 LOCK_TASK_WITH_LEASE = (
-    sa.select(Task, TaskLease, Clip)
+    sa.select(Task, TaskLease)
     .join(TaskLease, TaskLease.id == Task.current_lease_id)
-    .join(Clip, Clip.id == Task.clip_id)
     .where(Task.id == sa.bindparam("task_id"))
-    .with_for_update(of=(Task, TaskLease))
+    .with_for_update()
     .execution_options(populate_existing=True)
 )
 
