@@ -81,6 +81,7 @@ def append_correction(submission: Submission, now: datetime) -> int:
     The caller's pending changes are flushed first, so that the submission row exists. The
     head stays locked until the caller commits (see the lock order above).
     """
+    db.session.flush()
     clip = db.session.get_one(Clip, submission.clip_id)
     entry = {
         "submission_id": submission.id,
@@ -96,7 +97,6 @@ def append_correction(submission: Submission, now: datetime) -> int:
         "time_on_task_ms": submission.time_on_task_ms,
         "accepted_at": now,
     }
-    db.session.flush()
     if db.session.get_bind().dialect.name == "postgresql":
         return db.session.execute(APPEND_POSTGRESQL, entry).scalar_one()
     # On SQLite the write lock is already held since BEGIN IMMEDIATE: no round trips.

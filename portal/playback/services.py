@@ -142,9 +142,8 @@ def listening_state(lease: TaskLease, clip: Clip) -> ListeningState:
 
 @dataclass(frozen=True)
 class IssuedGrant:
-    """A fresh grant and its token (shown once, to the player; only its hash is kept)."""
+    """A fresh grant's token (shown once, to the player; only its hash is kept)."""
 
-    grant_id: int
     token: str
     expires_in: int
     content_type: str = MEDIA_TYPE
@@ -194,7 +193,7 @@ def _issue(
             "expires_in": seconds,
         },
     )
-    return IssuedGrant(grant_id=grant_id, token=token, expires_in=seconds)
+    return IssuedGrant(token=token, expires_in=seconds)
 
 
 def grant_for_lease(
