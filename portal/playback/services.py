@@ -109,8 +109,8 @@ def _served_with(lease: TaskLease, first: int, last: int, size: int) -> str:
     return json.dumps({"size": size, "ranges": [[int(s), int(e)] for s, e in merged]}, separators=(",", ":"))
 
 
-def _heard(lease: TaskLease) -> list[list[float]]:
-    return [[float(s), float(e)] for s, e in json.loads(lease.heard_intervals or "[]")]
+def _heard(heard_intervals: str | None) -> list[list[float]]:
+    return [[float(s), float(e)] for s, e in json.loads(heard_intervals or "[]")]
 
 
 # --- listening state ----------------------------------------------------------------------
@@ -127,10 +127,13 @@ class ListeningState:
         return {"heard_share": self.heard_share, "fully_heard": self.fully_heard}
 
 
-def listening_state(lease: TaskLease, clip: Clip) -> ListeningState:
-    """Whether `clip` was fully heard under `lease`: ≥ 97 % played AND every byte served."""
+def listening_state(lease: TaskLease, clip: Clip, heard_intervals: str | None = None) -> ListeningState:
+    """Whether `clip` was fully heard under `lease`: ≥ 97 % played AND every byte served.
+
+    `heard_intervals` replaces the lease's own when given (a report being recorded).
+    """
     duration = clip.duration_ms / 1000
-    heard = sum(end - start for start, end in _heard(lease))
+    heard = sum(end - start for start, end in _heard(heard_intervals or lease.heard_intervals))
     share = 1.0 if duration <= 0 else min(1.0, heard / duration)
     size, ranges = _served(lease)
     all_served = size is not None and ranges == [[0, size]]
@@ -326,12 +329,17 @@ SPEND_GRANT_BYTES = (
     .where(_grants.c.bytes_served + sa.bindparam("length") <= sa.bindparam("budget"))
     .values(bytes_served=_grants.c.bytes_served + sa.bindparam("length"))
 )
-# The lease is locked already; a plain UPDATE costs a fraction of an ORM flush. (The ORM
-# object keeps its old value: nothing reads it again in the request.)
+# The lease is locked already; plain UPDATEs cost a fraction of an ORM flush. (The ORM
+# object keeps its old values: nothing reads them again in the request.)
 RECORD_LEASE_RANGES = (
     sa.update(TaskLease.__table__)
     .where(TaskLease.__table__.c.id == sa.bindparam("lease_id"))
     .values(served_ranges=sa.bindparam("served_ranges"))
+)
+RECORD_LEASE_PROGRESS = (
+    sa.update(TaskLease.__table__)
+    .where(TaskLease.__table__.c.id == sa.bindparam("lease_id"))
+    .values(heard_intervals=sa.bindparam("heard"), last_progress_at=sa.bindparam("progress_at"))
 )
 
 
@@ -505,17 +513,21 @@ def record_progress(
     lease = live_lease(task_id, user, user_session, now, lock=True)
     clip = db.session.get_one(Clip, lease.clip_id)
     report = parse_progress(payload, clip.duration_ms / 1000)
-    lease.heard_intervals = json.dumps(
+    heard = json.dumps(
         [
             [round(s, 3), round(e, 3)]
-            for s, e in merge_intervals([*_heard(lease), *report.heard], HEARD_GAP_SECONDS)
+            for s, e in merge_intervals([*_heard(lease.heard_intervals), *report.heard], HEARD_GAP_SECONDS)
         ],
         separators=(",", ":"),
     )
-    state = listening_state(lease, clip)
-    if report.final or lease.last_progress_at is None or now - lease.last_progress_at >= PROGRESS_AUDIT_EVERY:
-        lease.last_progress_at = now
-        db.session.flush()
+    last = lease.last_progress_at
+    audited = report.final or last is None or now - last >= PROGRESS_AUDIT_EVERY
+    db.session.execute(
+        RECORD_LEASE_PROGRESS,
+        {"lease_id": lease.id, "heard": heard, "progress_at": now if audited else last},
+    )
+    state = listening_state(lease, clip, heard)
+    if audited:
         record_event(
             actor,
             "playback.progress",
@@ -530,5 +542,4 @@ def record_progress(
                 "final": report.final,
             },
         )
-    db.session.flush()
     return state
