@@ -10,6 +10,8 @@ in the database.
 from __future__ import annotations
 
 import base64
+import hashlib
+import hmac
 import os
 import secrets
 from collections.abc import Callable, Mapping
@@ -36,6 +38,15 @@ class Keys:
     audit_signing_key: Ed25519PrivateKey
     pseudonym_key: bytes
     master_key: bytes
+
+
+def keyed_digest(key: bytes, domain: bytes, value: str) -> bytes:
+    """HMAC-SHA256 of `value` under `key`, in its own `domain`.
+
+    Each use of a key (a subject's pseudonym, an annotator's, the review sample) names its
+    domain, so that equal values in two uses never give the same digest.
+    """
+    return hmac.new(key, domain + b"\x00" + value.encode("utf-8"), hashlib.sha256).digest()
 
 
 def _new_secret_key() -> bytes:

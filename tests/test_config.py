@@ -10,7 +10,7 @@ import pytest
 
 from portal import create_app
 from portal.config import ConfigError, load_config
-from portal.keys import load_keys
+from portal.keys import keyed_digest, load_keys
 
 
 def _env(tmp_path: Path, **overrides: str) -> dict[str, str]:
@@ -89,3 +89,13 @@ def test_defaults_match_the_design(tmp_path):
     assert config["RATELIMIT_STORAGE_URI"] == "memory://"
     assert config["SESSION_COOKIE_HTTPONLY"] and config["SESSION_COOKIE_SAMESITE"] in ("Lax", "Strict")
     assert config["ARGON2_TIME_COST"] >= 3 and config["ARGON2_MEMORY_COST"] >= 65536
+
+
+def test_keyed_digests_are_stable_and_kept_apart_by_domain():
+    """Stored pseudonyms are recomputed to find a person's clips (erasure): the formula must not drift."""
+    key = bytes(range(32))
+    assert keyed_digest(key, b"subject", "user-1").hex() == (
+        "86e05b30cb7c4e653ae40b486234bedd4c9948c94f9a0b79bb08634c117a2fa2"
+    )
+    assert keyed_digest(key, b"device", "user-1") != keyed_digest(key, b"subject", "user-1")
+    assert keyed_digest(bytes(32), b"subject", "user-1") != keyed_digest(key, b"subject", "user-1")

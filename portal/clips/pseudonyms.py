@@ -9,15 +9,11 @@ cannot reverse a pseudonym or test a guess; an erasure request recomputes it.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-
-from portal.keys import portal_keys
+from portal.keys import keyed_digest, portal_keys
 
 
 def _pseudonym(domain: bytes, value: str) -> str:
-    message = domain + b"\x00" + value.strip().encode("utf-8")
-    return hmac.new(portal_keys().pseudonym_key, message, hashlib.sha256).hexdigest()
+    return keyed_digest(portal_keys().pseudonym_key, domain, value.strip()).hex()
 
 
 def subject_pseudonym(source_user_id: str) -> str:

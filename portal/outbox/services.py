@@ -18,8 +18,6 @@ transaction instead of behind its commit alone.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
@@ -29,7 +27,7 @@ import sqlalchemy as sa
 from portal.clips.models import Clip, ClipStatus
 from portal.db import UTCDateTime
 from portal.extensions import db
-from portal.keys import portal_keys
+from portal.keys import keyed_digest, portal_keys
 from portal.outbox.models import OutboxEntry, OutboxHead
 from portal.tasks.models import Submission
 
@@ -71,8 +69,7 @@ def annotator_pseudonym(user_id: int) -> str:
     Stable (the same person keeps the same pseudonym across corrections, so quality can be
     tracked) but not reversible without the pseudonym key, which never leaves the portal.
     """
-    message = b"annotator\x00" + str(user_id).encode("ascii")
-    return hmac.new(portal_keys().pseudonym_key, message, hashlib.sha256).hexdigest()
+    return keyed_digest(portal_keys().pseudonym_key, b"annotator", str(user_id)).hex()
 
 
 def append_correction(submission: Submission, now: datetime) -> int:

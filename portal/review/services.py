@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import difflib
 import enum
-import hashlib
-import hmac
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -22,7 +20,7 @@ from portal.auth.models import User, Vendor
 from portal.clips.models import Clip, ClipStatus
 from portal.exceptions import AccessDenied, PortalError
 from portal.extensions import db
-from portal.keys import portal_keys
+from portal.keys import keyed_digest, portal_keys
 from portal.outbox.services import append_correction, withdraw_clip_corrections
 from portal.tasks.models import Submission, SubmissionStatus, Task, TaskLease, TaskStatus
 from portal.tasks.quality import error_rates, normalise
@@ -39,8 +37,7 @@ def is_sampled(lease_id: int, rate: float, key: bytes) -> bool:
     the annotator sees the lease id on the work page: an unkeyed hash would let them tell
     in advance which work a supervisor will read and which goes straight to the outbox.
     """
-    message = b"review-sample\x00" + str(lease_id).encode("ascii")
-    digest = hmac.new(key, message, hashlib.sha256).digest()
+    digest = keyed_digest(key, b"review-sample", str(lease_id))
     return int.from_bytes(digest[:8], "big") / 2**64 < rate
 
 
