@@ -697,7 +697,13 @@ def main() -> None:
     parser.add_argument("--annotators", type=int, default=32)
     parser.add_argument("--seconds", type=float, default=30)
     parser.add_argument("--workers", type=int, default=2, help="gunicorn worker processes")
-    parser.add_argument("--threads", type=int, default=8, help="gunicorn threads per worker")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=4,
+        help="gunicorn threads per worker (default: the layout of `make run` and the README's "
+        "production line; 8 before 2026-12-01)",
+    )
     parser.add_argument("--client-processes", type=int, default=4)
     parser.add_argument("--clip-seconds", type=float, default=3.0)
     parser.add_argument("--range-bytes", type=int, default=64 * 1024, help="bytes per range request")

@@ -96,6 +96,43 @@ def owner_connection(app: Flask) -> Iterator[sa.Connection]:
             yield connection
 
 
+@contextmanager
+def refusing_audit_inserts(app: Flask, action: str | None = None) -> Iterator[None]:
+    """The database refuses new audit events (of `action` only, if given), as a full disk would.
+
+    A trigger rather than a hook on the driver: on PostgreSQL the portal sends its events
+    with psycopg directly, past SQLAlchemy's execution events.
+    """
+    condition = "" if action is None else f"WHEN (NEW.action = '{action}')"
+    with app.app_context():
+        assert db.engine is not None
+        postgresql = db.engine.dialect.name == "postgresql"
+        with db.engine.begin() as connection:
+            if postgresql:
+                connection.exec_driver_sql(
+                    "CREATE FUNCTION test_refuse_audit_insert() RETURNS trigger LANGUAGE plpgsql AS $$ "
+                    "BEGIN RAISE EXCEPTION 'audit storage unavailable' USING ERRCODE = 'disk_full'; END $$"
+                )
+                connection.exec_driver_sql(
+                    f"CREATE TRIGGER test_refuse_audit_insert BEFORE INSERT ON audit_events FOR EACH ROW "
+                    f"{condition} EXECUTE FUNCTION test_refuse_audit_insert()"
+                )
+            else:
+                connection.exec_driver_sql(
+                    f"CREATE TRIGGER test_refuse_audit_insert BEFORE INSERT ON audit_events {condition} "
+                    "BEGIN SELECT RAISE(ABORT, 'audit storage unavailable'); END"
+                )
+        try:
+            yield
+        finally:
+            db.session.remove()
+            with db.engine.begin() as connection:
+                if postgresql:
+                    connection.exec_driver_sql("DROP FUNCTION test_refuse_audit_insert() CASCADE")
+                else:
+                    connection.exec_driver_sql("DROP TRIGGER test_refuse_audit_insert")
+
+
 def rewrite_event(connection: sa.Connection, seq: int, **changes: Any) -> None:
     """Change columns of the stored event `seq` (as the owner, without touching its hash)."""
     assignments = ", ".join(f"{name} = :{name}" for name in changes)

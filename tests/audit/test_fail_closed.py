@@ -1,34 +1,43 @@
 """An action whose audit event cannot be written does not happen.
 
-The audit insert is made to fail at the database driver (as a full disk or a lost
-connection would), or the chain head row is removed; the action the event would have
+The database is made to refuse the audit insert (as a full disk would), or the chain head
+row is removed; the action the event would have
 described must leave no trace either.
 """
 
 from __future__ import annotations
 
+from contextlib import ExitStack
+
 import pytest
 import sqlalchemy as sa
 
-from portal.auth.models import Role
+from portal.audit.services import record_event
+from portal.auth.models import Role, Vendor
 from portal.extensions import db
-from tests.audit.conftest import owner_connection, stored_events
+from tests.audit.conftest import WRITER, head, owner_connection, refusing_audit_inserts, stored_events
 from tests.conftest import csrf_token, post_form
+
+
+class BrokenAudit:
+    """`refuse()` makes the database refuse every new audit event until the test ends."""
+
+    def __init__(self, app) -> None:
+        self.stack = ExitStack()
+        self.app = app
+
+    def refuse(self) -> None:
+        self.stack.enter_context(refusing_audit_inserts(self.app))
+
+    def restore(self) -> None:
+        self.stack.close()
 
 
 @pytest.fixture
 def broken_audit(app):
-    """broken_audit["on"] = True makes every INSERT INTO audit_events fail."""
-    state = {"on": False}
-
-    def refuse(conn, cursor, statement, parameters, context, executemany):
-        # On PostgreSQL the insert is the main statement of a CTE that also moves the head.
-        if state["on"] and "INSERT INTO AUDIT_EVENTS" in statement.upper():
-            raise sa.exc.OperationalError(statement, parameters, RuntimeError("audit storage unavailable"))
-
-    sa.event.listen(db.engine, "before_cursor_execute", refuse)
-    yield state
-    sa.event.remove(db.engine, "before_cursor_execute", refuse)
+    broken = BrokenAudit(app)
+    yield broken
+    broken.restore()
 
 
 def _count(app, sql: str, **params) -> int:
@@ -44,7 +53,7 @@ def test_sign_in_does_not_open_a_session(app, client, create_user, broken_audit)
     person = create_user(Role.ANNOTATOR)
     events_before = len(stored_events(app))
     token = csrf_token(client, "/login")
-    broken_audit["on"] = True
+    broken_audit.refuse()
     response = client.post(
         "/login", data={"csrf_token": token, "email": person.email, "password": person.password}
     )
@@ -57,7 +66,7 @@ def test_sign_in_does_not_open_a_session(app, client, create_user, broken_audit)
 def test_failed_sign_in_does_not_count_towards_lockout_unseen(app, client, create_user, broken_audit):
     person = create_user(Role.ANNOTATOR)
     token = csrf_token(client, "/login")
-    broken_audit["on"] = True
+    broken_audit.refuse()
     response = client.post(
         "/login", data={"csrf_token": token, "email": person.email, "password": "wrong password!!"}
     )
@@ -79,7 +88,7 @@ def test_second_factor_is_not_verified(app, client, create_user, clock, broken_a
     clock.advance(seconds=30)
     assert _sign_in(client, person).status_code == 302
     token = csrf_token(client, "/2fa")
-    broken_audit["on"] = True
+    broken_audit.refuse()
     response = client.post("/2fa", data={"csrf_token": token, "code": person.totp(clock.now)})
     assert response.status_code == 500
     assert _count(app, "SELECT count(*) FROM user_sessions WHERE mfa_verified_at IS NOT NULL") == 0
@@ -93,7 +102,7 @@ def test_nda_acceptance_is_not_kept(app, client, create_user, login_as, publish,
     page = client.get("/nda").get_data(as_text=True)
     token = csrf_token(client, "/nda")
     version = __import__("re").search(r'name="version" type="hidden" value="(\d+)"', page).group(1)
-    broken_audit["on"] = True
+    broken_audit.refuse()
     response = client.post(
         "/nda", data={"csrf_token": token, "full_name": "Test Person", "accept": "y", "version": version}
     )
@@ -105,7 +114,7 @@ def test_admin_user_creation_leaves_no_user(app, client, create_user, login_as, 
     admin = create_user(Role.ADMIN)
     login_as(client, admin)
     token = csrf_token(client, "/admin/")
-    broken_audit["on"] = True
+    broken_audit.refuse()
     response = client.post(
         "/admin/users",
         data={
@@ -118,7 +127,7 @@ def test_admin_user_creation_leaves_no_user(app, client, create_user, login_as, 
     )
     assert response.status_code == 500
     assert _count(app, "SELECT count(*) FROM users WHERE email = 'new.person@portal.example'") == 0
-    broken_audit["on"] = False
+    broken_audit.restore()
     response = client.post(
         "/admin/users",
         data={
@@ -138,14 +147,14 @@ def test_admin_deactivation_does_not_happen(app, client, create_user, login_as, 
     person = create_user(Role.ANNOTATOR)
     login_as(client, admin)
     token = csrf_token(client, f"/admin/users/{person.id}")
-    broken_audit["on"] = True
+    broken_audit.refuse()
     response = client.post(f"/admin/users/{person.id}/deactivate", data={"csrf_token": token})
     assert response.status_code == 500
     assert _count(app, "SELECT count(*) FROM users WHERE id = :id AND active", id=person.id) == 1
 
 
 def test_cli_user_creation_leaves_no_user(app, runner, broken_audit):
-    broken_audit["on"] = True
+    broken_audit.refuse()
     with app.app_context():  # `flask users` is a plain click group: the test runner pushes no context
         result = runner.invoke(
             args=[
@@ -159,7 +168,7 @@ def test_cli_user_creation_leaves_no_user(app, runner, broken_audit):
             ],
             input="correct horse battery staple\n",
         )
-    assert isinstance(result.exception, sa.exc.OperationalError), result.output
+    assert isinstance(result.exception, sa.exc.DBAPIError), result.output
     assert _count(app, "SELECT count(*) FROM users") == 0
 
 
@@ -169,7 +178,23 @@ def test_a_refusal_that_cannot_be_audited_is_still_a_refusal(
     person = create_user(Role.ANNOTATOR)
     login_as(client, person)
     app.config["PROPAGATE_EXCEPTIONS"] = False  # as in production: an error inside the 403 handler is a 500
-    broken_audit["on"] = True
+    broken_audit.refuse()
     response = client.get("/admin/")
     assert response.status_code == 500
     assert 'action="/admin/users"' not in response.get_data(as_text=True)
+
+
+def test_releasing_a_savepoint_commits_nothing(app):
+    """A nested transaction's commit only releases its savepoint, events or not.
+
+    On PostgreSQL a commit sends the events and the COMMIT together; ending a nested
+    transaction must not take that path, or the outer transaction would commit with it.
+    """
+    seq_before = head(app)[0]
+    with app.app_context():
+        record_event(WRITER, "test.nested")
+        with db.session.begin_nested():
+            db.session.add(Vendor(name="Nested Vendor"))
+        db.session.rollback()
+    assert head(app)[0] == seq_before
+    assert _count(app, "SELECT count(*) FROM vendors WHERE name = 'Nested Vendor'") == 0

@@ -16,7 +16,7 @@ from portal.audit.verify import read_export, verify_file
 from portal.auth.models import Role, UserSession
 from portal.extensions import db
 from portal.keys import portal_keys
-from tests.audit.conftest import stored_events
+from tests.audit.conftest import refusing_audit_inserts, stored_events
 from tests.audit.test_chain import AWKWARD_TEXT
 from tests.conftest import post_form
 
@@ -144,17 +144,8 @@ def test_an_export_that_cannot_be_recorded_does_not_happen(app, signed_in, audit
     confirm(signed_in, auditor, clock)
     checkpoints_before = _count(app, "audit_checkpoints")
 
-    def refuse(conn, cursor, statement, parameters, context, executemany):
-        if "INSERT INTO AUDIT_EVENTS" in statement.upper() and "audit.exported" in str(parameters):
-            raise sa.exc.OperationalError(statement, parameters, RuntimeError("disk full"))
-
-    with app.app_context():
-        engine = db.engine
-    sa.event.listen(engine, "before_cursor_execute", refuse)
-    try:
+    with refusing_audit_inserts(app, "audit.exported"):
         response = signed_in.get("/audit/export?format=csv")
-    finally:
-        sa.event.remove(engine, "before_cursor_execute", refuse)
     assert response.status_code == 500
     assert b"event,1," not in response.get_data()
     assert _events(app, "audit.exported") == []

@@ -11,6 +11,7 @@ import sqlalchemy as sa
 from portal.clips.models import Clip, ClipStatus
 from portal.extensions import db
 from portal.tasks.models import ClipVendor, Task, TaskStatus
+from tests.audit.conftest import refusing_audit_inserts
 from tests.clips import helpers
 from tests.clips.helpers import PLANTED, RAW_DEVICE, RAW_SUBJECT, metadata, post_clip
 
@@ -232,7 +233,8 @@ def _fail_at_commit(monkeypatch):
         if session.info.get(DISCARD_ON_ROLLBACK):
             raise RuntimeError("injected: the commit failed")
 
-    sa.event.listen(db.session, "before_commit", refuse_commit)
+    # First in line: the audit hook, on PostgreSQL, commits as it appends.
+    sa.event.listen(db.session, "before_commit", refuse_commit, insert=True)
     monkeypatch.setattr(_fail_at_commit, "listener", refuse_commit, raising=False)
 
 
@@ -250,6 +252,14 @@ def test_a_failure_after_the_file_was_stored_leaves_nothing(app, client, ingest_
     assert helpers.stored_objects(app) == []
     assert helpers.row_counts(app) == {"clips": 0, "tasks": 0, "clip_vendors": 0}
     assert helpers.audit_rows(app, "clips.ingested") == []
+
+
+def test_a_database_refusing_the_audit_event_leaves_no_file(app, client, ingest_token):
+    with refusing_audit_inserts(app, "clips.ingested"):
+        response = post_clip(client, ingest_token, helpers.wav(1.0), metadata())
+    assert response.status_code == 500
+    assert helpers.stored_objects(app) == []
+    assert helpers.row_counts(app) == {"clips": 0, "tasks": 0, "clip_vendors": 0}
 
 
 def test_flipped_byte_in_a_stored_file_is_refused_and_quarantined(app, client, ingest_token, runner):
