@@ -10,10 +10,12 @@ in the database.
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import hmac
 import os
 import secrets
+import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -91,11 +93,18 @@ def _read_secret(
     if not may_generate:
         raise ConfigError(f"{variable} or {variable}_FILE must be set (no key file at {path})")
     path.parent.mkdir(parents=True, exist_ok=True)
-    value = generate()
-    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(descriptor, "wb") as handle:
-        handle.write(value)
-    return value
+    # Processes that start together (gunicorn workers, a benchmark's writers) may all find
+    # the key missing. The file appears whole or not at all, as a hard link to a finished
+    # private file, and a process that loses the race uses the winner's key.
+    descriptor, unfinished = tempfile.mkstemp(dir=path.parent, prefix=f".{filename}.")
+    try:
+        with os.fdopen(descriptor, "wb") as handle:
+            handle.write(generate())
+        with contextlib.suppress(FileExistsError):
+            os.link(unfinished, path)
+    finally:
+        os.unlink(unfinished)
+    return path.read_bytes().strip()
 
 
 def load_keys(keys_dir: Path, may_generate: bool, env: Mapping[str, str] | None = None) -> Keys:

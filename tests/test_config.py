@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import shutil
 import stat
+import threading
 from pathlib import Path
 
 import pytest
 
 from portal import create_app
+from portal import keys as keys_module
 from portal.config import ConfigError, load_config
 from portal.keys import keyed_digest, load_keys
 
@@ -67,6 +69,43 @@ def test_development_generates_private_key_files(tmp_path):
     assert app.config["AUTH_COOKIE_NAME"] == "portal_session"
     # A second start reuses the keys rather than replacing them.
     assert create_app(_env(tmp_path, PORTAL_ENV="development")).secret_key == app.secret_key
+
+
+def test_processes_starting_together_share_the_keys_one_of_them_generated(tmp_path):
+    """A process that finds a key missing, but loses the race to write it, uses the winner's."""
+    keys_dir = tmp_path / "keys"
+    winner = load_keys(tmp_path / "winner", True, {})
+    real_generate = keys_module._new_secret_key
+
+    def generate_while_another_process_writes_its_key() -> bytes:
+        keys_dir.mkdir(exist_ok=True)
+        (keys_dir / "secret_key").write_bytes(winner.secret_key)
+        return real_generate()
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(keys_module, "_new_secret_key", generate_while_another_process_writes_its_key)
+        loser = load_keys(keys_dir, True, {})
+    assert loser.secret_key == winner.secret_key
+    assert sorted(path.name for path in keys_dir.iterdir()) == sorted(
+        path.name for path in (tmp_path / "winner").iterdir()
+    )
+
+
+def test_sixteen_starts_at_once_agree_on_every_key(tmp_path):
+    start = threading.Barrier(16)
+    loaded = []
+
+    def begin() -> None:
+        start.wait()
+        loaded.append(load_keys(tmp_path, True, {}))
+
+    threads = [threading.Thread(target=begin) for _ in range(16)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(loaded) == 16
+    assert len({(keys.secret_key, keys.field_key, keys.pseudonym_key) for keys in loaded}) == 1
 
 
 @pytest.mark.parametrize(

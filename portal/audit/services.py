@@ -10,18 +10,9 @@ taken by BEGIN IMMEDIATE on SQLite), so the chain order is the commit order, con
 writers never fork it, and a transaction that rolls back leaves no gap. Appending at
 commit time keeps that lock for the append and the COMMIT only, instead of from the
 middle of a request to its end, and makes the chain head the last lock every transaction
-takes, so it cannot be part of a lock-order deadlock.
-
-On PostgreSQL the append is one statement that also hashes (see APPEND_EVENT_POSTGRESQL),
-and the hook sends it and the COMMIT in one round trip (psycopg's pipeline mode), so the
-head is locked only while the server runs the two. Waiting for the statement's answer
-before sending the COMMIT kept it locked across a round trip and, under load, a wait for
-the GIL: sampled during the work-loop benchmark, a backend sat idle in its transaction
-holding the head 65 % of the time, with one request always queued behind it. An event
-that needs a signed checkpoint cannot go that way (the checkpoint is signed in Python and
-commits with it): the statement refuses it, the transaction rolls back to its savepoint,
-and the events are appended one statement at a time with the checkpoint. So does every
-commit on SQLite, and a nested transaction's, which only releases a savepoint.
+takes, so it cannot be part of a lock-order deadlock. On PostgreSQL the append is one
+statement that also hashes (see APPEND_EVENT_POSTGRESQL), so the head is held for that
+statement and the COMMIT, with no work in Python in between.
 """
 
 from __future__ import annotations
@@ -29,15 +20,12 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
-import psycopg
 import sqlalchemy as sa
 import sqlalchemy.event
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from flask import current_app
-from sqlalchemy.dialects.postgresql.psycopg import dialect as psycopg_dialect
 from sqlalchemy.orm import Session
 
 from portal.audit import chain
@@ -50,7 +38,6 @@ from portal.keys import portal_keys
 # Built once, and Core rather than ORM statements: the head stays locked from the moment
 # it is read to the COMMIT, so CPU spent there is time every other audited request waits.
 HEAD = AuditHead.__table__
-UTC_DATETIME = UTCDateTime()
 LOCK_HEAD = sa.select(HEAD.c.seq, HEAD.c.hash, HEAD.c.occurred_at).where(HEAD.c.id == 1).with_for_update()
 INSERT_EVENT = sa.insert(AuditEvent.__table__)
 MOVE_HEAD = (
@@ -66,11 +53,7 @@ MOVE_HEAD = (
 # previous event's if that is later (kept in the head row: see migration 0008), so that
 # times still follow sequence numbers.
 # `chain.canonical_event_around` cuts the canonical JSON where the time and the number
-# go; the hash is `chain.link_hash` over `chain.digest_text` of it, as in Python. With
-# `checkpoint_every` > 0 the statement raises CHECKPOINT_DUE (migration 0010) instead of
-# appending an event whose number is a multiple of it; 0 appends every event. Without a
-# head row it still inserts one row, whose NULL sequence number the primary key refuses:
-# the statement fails in the database, so a COMMIT sent along with it commits nothing.
+# go; the hash is `chain.link_hash` over `chain.digest_text` of it, as in Python.
 APPEND_EVENT_POSTGRESQL = (
     sa.text(
         """
@@ -79,9 +62,7 @@ APPEND_EVENT_POSTGRESQL = (
                GREATEST(:occurred_at, audit_head.occurred_at) AS occurred_at
         FROM audit_head WHERE audit_head.id = 1 FOR UPDATE
     ), linked AS (
-        SELECT CASE WHEN seq % NULLIF(:checkpoint_every, 0) = 0 THEN portal_audit_checkpoint_due(seq)
-                    ELSE seq END AS seq,
-               prev_hash, occurred_at,
+        SELECT seq, prev_hash, occurred_at,
                encode(sha256(convert_to(prev_hash || E'\\n' || encode(sha256(convert_to(
                    :before_time || to_char(occurred_at, 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')
                    || :before_seq || seq::text || :after_seq, 'UTF8')), 'hex'), 'UTF8')), 'hex') AS hash
@@ -92,19 +73,15 @@ APPEND_EVENT_POSTGRESQL = (
     )
     INSERT INTO audit_events (seq, occurred_at, actor_id, actor, role, vendor, session_ref, ip,
                               user_agent, action, target, outcome, details, prev_hash, hash)
-    SELECT linked.seq, linked.occurred_at, :actor_id, :actor, :role, :vendor, :session_ref, :ip,
-           :user_agent, :action, :target, :outcome, :details, linked.prev_hash, linked.hash
-    FROM (SELECT) AS always LEFT JOIN linked ON true
+    SELECT seq, occurred_at, :actor_id, :actor, :role, :vendor, :session_ref, :ip,
+           :user_agent, :action, :target, :outcome, :details, prev_hash, hash
+    FROM linked
     RETURNING seq, occurred_at, prev_hash, hash
     """
     )
     .bindparams(sa.bindparam("occurred_at", type_=UTCDateTime))
     .columns(seq=sa.BigInteger, occurred_at=UTCDateTime, prev_hash=sa.String, hash=sa.String)
 )
-# The same statement in psycopg's own parameter style, for the pipelined append.
-APPEND_EVENT_PSYCOPG = str(APPEND_EVENT_POSTGRESQL.compile(dialect=psycopg_dialect()))
-CHECKPOINT_DUE = "PA001"
-SAVEPOINT = "portal_audit_append"
 TEXT_LIMITS = {
     column.name: column.type.length
     for column in AuditEvent.__table__.columns
@@ -202,66 +179,29 @@ def append_pending(session: Session) -> list[dict[str, Any]]:
     return linked
 
 
-def _append_parameters(event: dict[str, Any], now: Any, checkpoint_every: int) -> dict[str, Any]:
-    """The parameters of APPEND_EVENT_POSTGRESQL for one queued event."""
-    before_time, before_seq, after_seq = chain.canonical_event_around(event)
-    return {
-        **event,
-        "details": chain.canonical_json(event["details"]),
-        "occurred_at": now,
-        "before_time": before_time,
-        "before_seq": before_seq,
-        "after_seq": after_seq,
-        "checkpoint_every": checkpoint_every,
-    }
-
-
-def _link(event: dict[str, Any], seq: int, occurred_at: datetime, prev_hash: str, hash_: str) -> None:
-    event.update(seq=seq, occurred_at=chain.format_time(occurred_at), prev_hash=prev_hash, hash=hash_)
-
-
 def _append_in_postgresql(session: Session, pending: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Append each event with one statement that also locks and moves the head."""
     now = utcnow()
     for event in pending:
-        stored = session.execute(APPEND_EVENT_POSTGRESQL, _append_parameters(event, now, 0)).one()
-        _link(event, stored.seq, stored.occurred_at, stored.prev_hash, stored.hash)
+        before_time, before_seq, after_seq = chain.canonical_event_around(event)
+        stored = session.execute(
+            APPEND_EVENT_POSTGRESQL,
+            {
+                **event,
+                "details": chain.canonical_json(event["details"]),
+                "occurred_at": now,
+                "before_time": before_time,
+                "before_seq": before_seq,
+                "after_seq": after_seq,
+            },
+        ).one()
+        event.update(
+            seq=stored.seq,
+            occurred_at=chain.format_time(stored.occurred_at),
+            prev_hash=stored.prev_hash,
+            hash=stored.hash,
+        )
     return pending
-
-
-def _append_and_commit_in_one_round_trip(session: Session) -> bool:
-    """On PostgreSQL, send the queued events and the COMMIT together; False if not done.
-
-    Not done, and nothing changed, without queued events, on SQLite, in a nested
-    transaction, or when an event needs a checkpoint (the statement refuses it; the
-    transaction goes back to the savepoint taken just before). The SQLAlchemy commit
-    that follows then finds the connection's transaction already committed, which
-    psycopg's `commit()` skips.
-    """
-    pending: list[dict[str, Any]] = session.info.get(PENDING, [])
-    if not pending or session.in_nested_transaction() or session.get_bind().dialect.name != "postgresql":
-        return False
-    # The caller's pending changes go first: the head is the last lock a transaction takes.
-    session.flush()
-    now = UTC_DATETIME.process_bind_param(utcnow(), None)
-    every = current_app.config["AUDIT_CHECKPOINT_EVERY"]
-    rows = [_append_parameters(event, now, every) for event in pending]
-    driver = session.connection().connection.driver_connection
-    try:
-        with driver.pipeline():
-            driver.execute(f"SAVEPOINT {SAVEPOINT}")
-            cursors = [driver.execute(APPEND_EVENT_PSYCOPG, row) for row in rows]
-            driver.commit()
-    except psycopg.Error as error:
-        if error.sqlstate != CHECKPOINT_DUE:
-            raise sa.exc.DBAPIError.instance(APPEND_EVENT_PSYCOPG, None, error, psycopg.Error) from error
-        driver.execute(f"ROLLBACK TO SAVEPOINT {SAVEPOINT}")
-        return False
-    session.info.pop(PENDING)
-    for event, cursor in zip(pending, cursors, strict=True):
-        seq, occurred_at, prev_hash, hash_ = cursor.fetchone()
-        _link(event, seq, UTC_DATETIME.process_result_value(occurred_at, None), prev_hash, hash_)
-    return True
 
 
 def _append_in_python(session: Session, pending: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -287,13 +227,7 @@ def _append_in_python(session: Session, pending: list[dict[str, Any]]) -> list[d
 
 @sqlalchemy.event.listens_for(db.session, "before_commit")
 def _append_before_commit(session: Session) -> None:
-    """Append the transaction's events as it commits; on PostgreSQL, usually commit with them.
-
-    Because this hook may itself commit, another `before_commit` listener must run before
-    it (`insert=True`), never after: a failure there would come too late to undo anything.
-    """
-    if not _append_and_commit_in_one_round_trip(session):
-        append_pending(session)
+    append_pending(session)
 
 
 @sqlalchemy.event.listens_for(db.session, "after_rollback")

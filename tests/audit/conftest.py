@@ -100,8 +100,8 @@ def owner_connection(app: Flask) -> Iterator[sa.Connection]:
 def refusing_audit_inserts(app: Flask, action: str | None = None) -> Iterator[None]:
     """The database refuses new audit events (of `action` only, if given), as a full disk would.
 
-    A trigger rather than a hook on the driver: on PostgreSQL the portal sends its events
-    with psycopg directly, past SQLAlchemy's execution events.
+    A trigger rather than a hook on SQLAlchemy's execution events: the failure comes from
+    the database itself, whichever way the statement reached it.
     """
     condition = "" if action is None else f"WHEN (NEW.action = '{action}')"
     with app.app_context():

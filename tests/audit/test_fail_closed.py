@@ -185,11 +185,7 @@ def test_a_refusal_that_cannot_be_audited_is_still_a_refusal(
 
 
 def test_releasing_a_savepoint_commits_nothing(app):
-    """A nested transaction's commit only releases its savepoint, events or not.
-
-    On PostgreSQL a commit sends the events and the COMMIT together; ending a nested
-    transaction must not take that path, or the outer transaction would commit with it.
-    """
+    """A nested transaction's commit only releases its savepoint, events or not."""
     seq_before = head(app)[0]
     with app.app_context():
         record_event(WRITER, "test.nested")

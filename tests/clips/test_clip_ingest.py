@@ -233,8 +233,7 @@ def _fail_at_commit(monkeypatch):
         if session.info.get(DISCARD_ON_ROLLBACK):
             raise RuntimeError("injected: the commit failed")
 
-    # First in line: the audit hook, on PostgreSQL, commits as it appends.
-    sa.event.listen(db.session, "before_commit", refuse_commit, insert=True)
+    sa.event.listen(db.session, "before_commit", refuse_commit)
     monkeypatch.setattr(_fail_at_commit, "listener", refuse_commit, raising=False)
 
 
