@@ -1,8 +1,7 @@
 """An action whose audit event cannot be written does not happen.
 
 The database is made to refuse the audit insert (as a full disk would), or the chain head
-row is removed; the action the event would have
-described must leave no trace either.
+row is removed; the action the event would have described must leave no trace either.
 """
 
 from __future__ import annotations
@@ -169,6 +168,7 @@ def test_cli_user_creation_leaves_no_user(app, runner, broken_audit):
             input="correct horse battery staple\n",
         )
     assert isinstance(result.exception, sa.exc.DBAPIError), result.output
+    assert "audit storage unavailable" in str(result.exception)
     assert _count(app, "SELECT count(*) FROM users") == 0
 
 

@@ -259,6 +259,7 @@ def test_a_database_refusing_the_audit_event_leaves_no_file(app, client, ingest_
     assert response.status_code == 500
     assert helpers.stored_objects(app) == []
     assert helpers.row_counts(app) == {"clips": 0, "tasks": 0, "clip_vendors": 0}
+    assert helpers.audit_rows(app, "clips.ingested") == []
 
 
 def test_flipped_byte_in_a_stored_file_is_refused_and_quarantined(app, client, ingest_token, runner):
