@@ -88,15 +88,22 @@ def _read_secret(
     if env.get(variable):
         return env[variable].encode()
     path = Path(env.get(f"{variable}_FILE") or keys_dir / filename)
-    if path.exists():
-        return path.read_bytes().strip()
-    if not may_generate:
-        raise ConfigError(f"{variable} or {variable}_FILE must be set (no key file at {path})")
+    if not path.exists():
+        if not may_generate:
+            raise ConfigError(f"{variable} or {variable}_FILE must be set (no key file at {path})")
+        _create_once(path, generate)
+    return path.read_bytes().strip()
+
+
+def _create_once(path: Path, generate: Callable[[], bytes]) -> None:
+    """Write a new private key file at `path` unless another process got there first.
+
+    Processes that start together (gunicorn workers, a benchmark's writers) may all find
+    the key missing. The file appears whole or not at all, as a hard link to a finished
+    private file, and every process then reads the one that won.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
-    # Processes that start together (gunicorn workers, a benchmark's writers) may all find
-    # the key missing. The file appears whole or not at all, as a hard link to a finished
-    # private file, and a process that loses the race uses the winner's key.
-    descriptor, unfinished = tempfile.mkstemp(dir=path.parent, prefix=f".{filename}.")
+    descriptor, unfinished = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
         with os.fdopen(descriptor, "wb") as handle:
             handle.write(generate())
@@ -104,7 +111,6 @@ def _read_secret(
             os.link(unfinished, path)
     finally:
         os.unlink(unfinished)
-    return path.read_bytes().strip()
 
 
 def load_keys(keys_dir: Path, may_generate: bool, env: Mapping[str, str] | None = None) -> Keys:
